@@ -1,0 +1,68 @@
+"""The FastAPI application every service is built on: probes, metrics, logs, service auth."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from technoshare_common.logging import configure_logging
+from technoshare_common.metrics import RequestContextMiddleware, metrics_endpoint
+from technoshare_common.settings import ServiceSettings
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    *,
+    service: str,
+    settings: ServiceSettings,
+    routers: Sequence[APIRouter],
+    readiness: dict[str, ReadinessCheck] | None = None,
+    lifespan: Lifespan | None = None,
+    readiness_timeout: float = 3.0,
+) -> FastAPI:
+    configure_logging(service, settings.log_level)
+    checks = readiness or {}
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.internal_token is None:
+            log.warning("TECHNOSHARE_INTERNAL_TOKEN is unset: service-to-service auth is disabled")
+        if lifespan is None:
+            yield
+        else:
+            async with lifespan(app):
+                yield
+
+    app = FastAPI(title=f"technoshare-{service}", lifespan=_lifespan)
+    app.state.settings = settings
+    app.add_middleware(RequestContextMiddleware, service=service)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        results: dict[str, Any] = {}
+        ready = True
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=readiness_timeout)
+                results[name] = "ok"
+            except Exception as exc:
+                ready = False
+                results[name] = f"{type(exc).__name__}: {exc}"[:300]
+        return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,9 @@
+"""Per-request context carried across service hops (job id, W3C trace context)."""
+
+from contextvars import ContextVar
+
+job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
+traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
+
+JOB_ID_HEADER = "X-Job-Id"
+TRACEPARENT_HEADER = "traceparent"

@@ -1,0 +1,40 @@
+"""JSON logs on stdout, each line carrying the service name and the current job id."""
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from technoshare_common.context import job_id_var
+
+
+class _ContextFilter(logging.Filter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        record.job_id = job_id_var.get()
+        return True
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Route the root logger (and uvicorn's) through one JSON handler."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_ContextFilter(service))
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(job_id)s",
+            rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uv_logger = logging.getLogger(name)
+        uv_logger.handlers[:] = []
+        uv_logger.propagate = True
+    # httpx logs every request URL at INFO, which would leak query-string tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,231 @@
+"""The HTTP contracts between services, shared by every client and server."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
+
+
+class Coverage(StrEnum):
+    full = "full"
+    partial = "partial"
+    metadata_only = "metadata_only"
+
+
+class Outcome(StrEnum):
+    success = "success"
+    gate_failed = "gate_failed"
+    error = "error"
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+
+
+# --- retrieval ---------------------------------------------------------------------------------
+
+
+class Source(BaseModel):
+    url: str
+    title: str = ""
+    role: Literal["primary", "search"] = "primary"
+
+
+class Snippet(BaseModel):
+    text: str
+    source_url: str
+
+
+class Evidence(BaseModel):
+    url: str = Field(description="The link as shared in Slack.")
+    final_url: str = Field(description="Where the content was actually read from.")
+    adapter_name: str
+    coverage: Coverage
+    title: str = ""
+    authors: list[str] = Field(default_factory=list)
+    text: str = ""
+    snippets: list[Snippet] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    truncated: bool = False
+
+
+class EvidenceRequest(BaseModel):
+    url: AnyHttpUrl
+
+
+class SearchRequest(BaseModel):
+    """Stage A's search tool: read one more link, or search arXiv for a query."""
+
+    query: str | None = Field(None, min_length=2, max_length=300)
+    url: AnyHttpUrl | None = None
+    max_results: int = Field(3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "SearchRequest":
+        if (self.query is None) == (self.url is None):
+            raise ValueError("give exactly one of 'query' or 'url'")
+        return self
+
+
+class SearchResponse(BaseModel):
+    sources: list[Source]
+    snippets: list[Snippet]
+
+
+# --- composer ----------------------------------------------------------------------------------
+
+
+class StageAFacts(BaseModel):
+    """What Stage A extracts from the evidence, the only facts Stage B may use."""
+
+    what_it_is: str
+    key_facts: list[str]
+    limitations: list[str] = Field(default_factory=list)
+
+
+class ProjectLink(BaseModel):
+    theme: str
+    relevance: str
+
+
+class ComposedReply(BaseModel):
+    """Stage B's structured reply; code, not the model, turns it into Slack layout."""
+
+    tldr: list[str]
+    summary: list[str]
+    projects: list[ProjectLink]
+
+
+class GateResult(BaseModel):
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class TokenUsage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    estimated: bool = False
+
+    def __add__(self, other: "TokenUsage") -> "TokenUsage":
+        return TokenUsage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+            estimated=self.estimated or other.estimated,
+        )
+
+
+class ComposeRequest(BaseModel):
+    """A dry run of the pipeline (the evaluation suite's door): never posts."""
+
+    url: AnyHttpUrl
+    slack_text: str = ""
+    evidence: Evidence | None = Field(
+        None, description="A recorded evidence snapshot; skips retrieval so inputs stay pinned."
+    )
+
+
+class JobRunRequest(BaseModel):
+    """ingest hands a durable job to composer; the same job may arrive again after a failure."""
+
+    job_id: str
+    channel_id: str
+    message_ts: str
+    thread_ts: str
+    url: AnyHttpUrl
+    slack_text: str = ""
+    attempt: int = 1
+
+
+class ComposeResult(BaseModel):
+    job_id: str | None = None
+    url: str
+    outcome: Outcome
+    reply: ComposedReply | None = None
+    text: str | None = Field(None, description="The Slack mrkdwn text the gates judged.")
+    gates: list[GateResult] = Field(default_factory=list)
+    repaired: bool = False
+    evidence: Evidence | None = None
+    facts: StageAFacts | None = None
+    tool_calls: int = 0
+    timings: dict[str, float] = Field(default_factory=dict)
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    models: dict[str, str] = Field(default_factory=dict)
+    prompt_versions: dict[str, str] = Field(default_factory=dict)
+    error: str | None = None
+    post: "ReplyResult | None" = None
+
+    @property
+    def gate_failures(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+
+# --- poster ------------------------------------------------------------------------------------
+
+
+class PostStatus(StrEnum):
+    posted = "posted"
+    already_posted = "already_posted"
+    dry_run = "dry_run"
+    failed = "failed"
+
+
+class ReplyRequest(BaseModel):
+    job_id: str
+    channel_id: str
+    thread_ts: str
+    source_url: str
+    reply: ComposedReply
+    coverage: Coverage | None = None
+
+
+class ReplyResult(BaseModel):
+    job_id: str
+    status: PostStatus
+    channel_id: str
+    message_ts: str | None = None
+    payload: dict[str, Any] | None = None
+    error: str | None = None
+    retryable: bool = False
+
+
+# --- ingest ------------------------------------------------------------------------------------
+
+
+class JobView(BaseModel):
+    id: str
+    state: JobState
+    outcome: Outcome | None = None
+    channel_id: str
+    message_ts: str
+    thread_ts: str
+    url: str
+    event_id: str | None = None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    reply_text: str | None = None
+    gate_failures: list[str] = Field(default_factory=list)
+    error: str | None = None
+    slack_message_ts: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+
+
+ComposeResult.model_rebuild()

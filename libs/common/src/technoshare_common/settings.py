@@ -1,0 +1,28 @@
+"""Settings every service shares, read from the environment with pydantic-settings."""
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Base for each service's settings; names follow the established environment variables."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    internal_token: SecretStr | None = Field(
+        None,
+        validation_alias="TECHNOSHARE_INTERNAL_TOKEN",
+        description="Bearer token services present to each other; unset disables the check (local only).",
+    )
+    http_timeout_seconds: float = Field(30.0, validation_alias="HTTP_TIMEOUT_SECONDS")
+    http_retries: int = Field(2, validation_alias="HTTP_RETRIES")
+
+    ingest_url: str = Field("http://127.0.0.1:3000", validation_alias="INGEST_URL")
+    retrieval_url: str = Field("http://127.0.0.1:8001", validation_alias="RETRIEVAL_URL")
+    llm_gateway_url: str = Field("http://127.0.0.1:8002", validation_alias="LLM_GATEWAY_URL")
+    composer_url: str = Field("http://127.0.0.1:8003", validation_alias="COMPOSER_URL")
+    poster_url: str = Field("http://127.0.0.1:8004", validation_alias="POSTER_URL")
+
+    def internal_token_value(self) -> str | None:
+        return self.internal_token.get_secret_value() if self.internal_token else None

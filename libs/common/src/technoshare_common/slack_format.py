@@ -1,0 +1,65 @@
+"""The reply's Slack layout, produced by code so that no model has to get it right.
+
+composer's formatting gate judges exactly this text, and poster posts it, so both use this module.
+"""
+
+from typing import Any
+
+from technoshare_common.schemas import ComposedReply, Coverage
+
+SECTION_TITLES = ("*TL;DR*", "*Summary*", "*Projects*")
+SECTION_SEPARATOR = "\n\n\n"  # two blank lines between sections
+THEME_PREFIX = "Theme: "
+SLACK_SECTION_LIMIT = 3000  # characters per Block Kit section text
+
+
+def _sentence(text: str) -> str:
+    return " ".join(text.split())
+
+
+def project_line(theme: str, relevance: str) -> str:
+    return f"{THEME_PREFIX}{_sentence(theme)} — {_sentence(relevance)}"
+
+
+def render_sections(reply: ComposedReply) -> list[tuple[str, str]]:
+    return [
+        (SECTION_TITLES[0], " ".join(_sentence(s) for s in reply.tldr)),
+        (SECTION_TITLES[1], " ".join(_sentence(s) for s in reply.summary)),
+        (SECTION_TITLES[2], "\n".join(project_line(p.theme, p.relevance) for p in reply.projects)),
+    ]
+
+
+def render_text(reply: ComposedReply) -> str:
+    """The mrkdwn message: three titled sections separated by two blank lines."""
+    return SECTION_SEPARATOR.join(f"{title}\n{body}" for title, body in render_sections(reply))
+
+
+def _chunks(text: str, limit: int) -> list[str]:
+    chunks: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if len(candidate) > limit and current:
+            chunks.append(current)
+            current = word
+        else:
+            current = candidate
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def render_blocks(reply: ComposedReply, source_url: str, coverage: Coverage | None = None) -> list[dict[str, Any]]:
+    """Block Kit rendering of the same sections, split to respect Slack's per-block limit."""
+    blocks: list[dict[str, Any]] = []
+    for title, body in render_sections(reply):
+        first = True
+        for chunk in _chunks(body, SLACK_SECTION_LIMIT - len(title) - 1):
+            text = f"{title}\n{chunk}" if first else chunk
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+            first = False
+    note = f"Source: <{source_url}>"
+    if coverage is not None and coverage != Coverage.full:
+        note += f" · coverage: {coverage.value.replace('_', ' ')}"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+    return blocks

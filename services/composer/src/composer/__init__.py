@@ -1,0 +1,1 @@
+"""composer: runs one job end to end, from evidence to a reply posted in the thread."""

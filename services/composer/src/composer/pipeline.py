@@ -1,0 +1,194 @@
+"""One job end to end: retrieval, Stage A, Stage B, quality gates (one repair), poster.
+
+A job either ends here with an outcome (success, gate_failed, error), or raises
+DependencyUnavailable so that ingest retries it later: a dead link is an outcome, a dead
+service is not.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import openai
+
+from composer.gates import GateConfig, GateReport, run_gates
+from composer.llm import LLMClient, LLMUnavailable
+from composer.projects import Project
+from composer.prompts import PromptStore
+from composer.settings import ComposerSettings
+from composer.stage_a import StageA, StageError
+from composer.stage_b import StageB
+from technoshare_common.http import ServiceClient, ServiceError
+from technoshare_common.metrics import JOBS, STAGE_LATENCY, STAGE_RUNS
+from technoshare_common.schemas import (
+    ComposeResult,
+    Evidence,
+    EvidenceRequest,
+    JobRunRequest,
+    Outcome,
+    PostStatus,
+    ReplyRequest,
+    ReplyResult,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE_A_PROMPT = "stage_a_extract_facts"
+STAGE_B_PROMPT = "stage_b_compose_reply"
+
+
+class DependencyUnavailable(Exception):
+    """A service or the LLM upstream is down; the job should be retried, not failed."""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: ComposerSettings,
+        *,
+        llm: LLMClient,
+        retrieval: ServiceClient,
+        poster: ServiceClient,
+        prompts: PromptStore,
+        projects: list[Project],
+    ) -> None:
+        self.settings = settings
+        self.retrieval = retrieval
+        self.poster = poster
+        self.prompts = prompts
+        self.stage_a = StageA(settings, llm, retrieval)
+        self.stage_b = StageB(settings, llm, projects)
+        self.gate_config = GateConfig(
+            tldr_sentences=settings.tldr_sentences,
+            summary_min=settings.summary_min_sentences,
+            summary_max=settings.summary_max_sentences,
+            themes=tuple(self.stage_b.themes),
+        )
+
+    async def run_job(self, job: JobRunRequest) -> ComposeResult:
+        result = await self._compose(job.job_id, str(job.url), job.slack_text, None)
+        if self._should_post(result):
+            await self._post(job, result)
+        JOBS.labels("composer", result.outcome.value).inc()
+        return result
+
+    async def compose(self, url: str, slack_text: str, evidence: Evidence | None) -> ComposeResult:
+        """The dry run: the same pipeline, never posted."""
+        return await self._compose(None, url, slack_text, evidence)
+
+    def _should_post(self, result: ComposeResult) -> bool:
+        if result.reply is None:
+            return False
+        return result.outcome == Outcome.success or (
+            result.outcome == Outcome.gate_failed and self.settings.post_on_gate_failure
+        )
+
+    async def _compose(self, job_id: str | None, url: str, slack_text: str, evidence: Evidence | None) -> ComposeResult:
+        result = ComposeResult(
+            job_id=job_id,
+            url=url,
+            outcome=Outcome.error,
+            models={"stage_a": self.settings.stage_a_model, "stage_b": self.settings.stage_b_model},
+        )
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.job_deadline_seconds):
+                await self._stages(result, url, slack_text, evidence)
+        except TimeoutError:
+            result.error = f"job deadline of {self.settings.job_deadline_seconds}s exceeded"
+        except StageError as exc:
+            result.error = str(exc)
+        except ServiceError as exc:
+            if exc.retryable:
+                raise DependencyUnavailable(str(exc)) from exc
+            result.error = str(exc)
+        except LLMUnavailable as exc:
+            raise DependencyUnavailable(f"llm: {exc}") from exc
+        except openai.APIStatusError as exc:
+            result.error = f"llm-gateway refused the call: HTTP {exc.status_code}: {exc.message}"
+        result.timings["total"] = round(time.perf_counter() - start, 4)
+        if result.error:
+            log.warning("job ended in error", extra={"error": result.error})
+        return result
+
+    @asynccontextmanager
+    async def _stage(self, result: ComposeResult, stage: str) -> AsyncIterator[None]:
+        start = time.perf_counter()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            elapsed = time.perf_counter() - start
+            result.timings[stage] = round(elapsed, 4)
+            STAGE_LATENCY.labels(stage).observe(elapsed)
+            STAGE_RUNS.labels(stage, "ok" if ok else "error").inc()
+
+    async def _stages(self, result: ComposeResult, url: str, slack_text: str, evidence: Evidence | None) -> None:
+        async with self._stage(result, "retrieval"):
+            if evidence is None:
+                evidence = await self.retrieval.post("/v1/evidence", EvidenceRequest(url=url), Evidence)
+        result.evidence = evidence
+
+        prompt_a = self.prompts.get(STAGE_A_PROMPT)
+        prompt_b = self.prompts.get(STAGE_B_PROMPT)
+        result.prompt_versions = {STAGE_A_PROMPT: prompt_a.version, STAGE_B_PROMPT: prompt_b.version}
+
+        async with self._stage(result, "stage_a"):
+            stage_a = await self.stage_a.run(prompt_a, evidence, slack_text)
+        result.facts = stage_a.facts
+        result.tool_calls = stage_a.tool_calls
+        result.usage = stage_a.usage
+        result.models["stage_a"] = stage_a.model
+
+        async with self._stage(result, "stage_b"):
+            draft = await self.stage_b.compose(prompt_b, evidence, stage_a.facts, slack_text)
+        result.usage += draft.usage
+        result.models["stage_b"] = draft.model
+
+        async with self._stage(result, "quality_gates"):
+            report = run_gates(draft.content, self.gate_config)
+        for _ in range(self.settings.repair_attempts):
+            if report.passed:
+                break
+            log.info("gates failed; repairing", extra={"failures": [g.name for g in report.failures]})
+            async with self._stage(result, "repair"):
+                draft = await self.stage_b.repair(prompt_b, draft, report.failures)
+                report = run_gates(draft.content, self.gate_config)
+            result.usage += draft.usage
+            result.repaired = True
+        self._record(result, report)
+
+    @staticmethod
+    def _record(result: ComposeResult, report: GateReport) -> None:
+        result.reply = report.reply
+        result.text = report.text
+        result.gates = report.results
+        result.outcome = Outcome.success if report.passed else Outcome.gate_failed
+
+    async def _post(self, job: JobRunRequest, result: ComposeResult) -> None:
+        assert result.reply is not None and result.evidence is not None
+        request = ReplyRequest(
+            job_id=job.job_id,
+            channel_id=job.channel_id,
+            thread_ts=job.thread_ts,
+            source_url=str(job.url),
+            reply=result.reply,
+            coverage=result.evidence.coverage,
+        )
+        start = time.perf_counter()
+        try:
+            posted = await self.poster.post("/v1/replies", request, ReplyResult)
+        except ServiceError as exc:
+            raise DependencyUnavailable(str(exc)) from exc
+        finally:
+            result.timings["slack_post"] = round(time.perf_counter() - start, 4)
+            STAGE_LATENCY.labels("slack_post").observe(time.perf_counter() - start)
+        result.post = posted
+        if posted.status == PostStatus.failed:
+            if posted.retryable:
+                raise DependencyUnavailable(f"slack: {posted.error}")
+            result.outcome = Outcome.error
+            result.error = f"slack: {posted.error}"

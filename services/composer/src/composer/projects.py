@@ -1,0 +1,25 @@
+"""The team's projects, which Stage B relates each link to."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    theme: str
+    description: str
+
+
+def load_projects(path: Path) -> list[Project]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    projects = [Project(p["name"], p["theme"], " ".join(p["description"].split())) for p in data["projects"]]
+    if not projects:
+        raise ValueError(f"{path} lists no projects")
+    return projects
+
+
+def projects_context(projects: list[Project]) -> str:
+    return "\n".join(f"- Theme: {p.theme} | Project: {p.name} | {p.description}" for p in projects)

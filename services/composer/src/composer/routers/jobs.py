@@ -1,0 +1,40 @@
+"""POST /v1/jobs (ingest's hand-off, posts) and POST /v1/compose (dry run, never posts)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+
+from composer.pipeline import DependencyUnavailable, Pipeline
+from technoshare_common.auth import require_service_token
+from technoshare_common.context import job_id_var
+from technoshare_common.schemas import ComposeRequest, ComposeResult, JobRunRequest
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_service_token)])
+
+
+def get_pipeline(request: Request) -> Pipeline:
+    return request.app.state.pipeline
+
+
+def _unavailable(exc: DependencyUnavailable) -> HTTPException:
+    # 503 tells ingest to hand the job back and retry it later.
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"dependency unavailable: {exc}")
+
+
+@router.post("/jobs")
+async def run_job(job: JobRunRequest, pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ComposeResult:
+    token = job_id_var.set(job.job_id)
+    try:
+        return await pipeline.run_job(job)
+    except DependencyUnavailable as exc:
+        raise _unavailable(exc) from exc
+    finally:
+        job_id_var.reset(token)
+
+
+@router.post("/compose")
+async def compose(body: ComposeRequest, pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ComposeResult:
+    try:
+        return await pipeline.compose(str(body.url), body.slack_text, body.evidence)
+    except DependencyUnavailable as exc:
+        raise _unavailable(exc) from exc

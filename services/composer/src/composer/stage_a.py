@@ -1,0 +1,137 @@
+"""Stage A: extract the facts Stage B may use, optionally reading one more source (bounded)."""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from composer.llm import LLMClient, parse_json_object
+from composer.output_schemas import response_format, stage_a_schema
+from composer.prompts import PromptTemplate
+from composer.settings import ComposerSettings
+from technoshare_common.http import ServiceClient, ServiceError
+from technoshare_common.schemas import (
+    Evidence,
+    SearchRequest,
+    SearchResponse,
+    Snippet,
+    StageAFacts,
+    TokenUsage,
+)
+
+log = logging.getLogger(__name__)
+
+SEARCH_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "search",
+        "description": (
+            "Read one more source when the evidence is too thin: pass `url` to read a link the evidence "
+            "mentions, or `query` to search arXiv. Returns short snippets."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "An arXiv search query."},
+                "url": {"type": "string", "description": "A link to read."},
+            },
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+class StageError(Exception):
+    """A stage produced nothing usable even after its retry."""
+
+
+@dataclass
+class StageAOutput:
+    facts: StageAFacts
+    usage: TokenUsage
+    model: str
+    tool_calls: int = 0
+    extra_snippets: list[Snippet] = field(default_factory=list)
+    raw: str = ""
+
+
+def evidence_window(evidence: Evidence, limit: int) -> str:
+    """The evidence the model sees: metadata first, then snippets in reading order, up to `limit`."""
+    lines = [f"Title: {evidence.title}", f"Link: {evidence.url}", f"Coverage: {evidence.coverage.value}"]
+    lines += [f"{key.capitalize()}: {value}" for key, value in evidence.metadata.items() if value]
+    text = "\n".join(lines) + "\n\n"
+    body = "\n\n".join(s.text for s in evidence.snippets) or evidence.text
+    return (text + body)[:limit]
+
+
+class StageA:
+    persona = "stage_a"
+
+    def __init__(self, settings: ComposerSettings, llm: LLMClient, retrieval: ServiceClient) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.retrieval = retrieval
+
+    async def run(self, prompt: PromptTemplate, evidence: Evidence, slack_text: str) -> StageAOutput:
+        messages: list[dict[str, Any]] = prompt.render(
+            title=evidence.title,
+            url=evidence.url,
+            coverage=evidence.coverage.value,
+            slack_text=slack_text or "(no comment)",
+            evidence=evidence_window(evidence, self.settings.evidence_window_chars),
+        )
+        use_tools = self.settings.stage_a_tools and self.settings.max_tool_calls > 0
+        usage = TokenUsage()
+        tool_calls = 0
+        extra: list[Snippet] = []
+        invalid_answers = 0
+        model = self.settings.stage_a_model
+        while True:
+            offer_tools = use_tools and tool_calls < self.settings.max_tool_calls
+            result = await self.llm.chat(
+                persona=self.persona,
+                model=model,
+                messages=messages,
+                parameters=prompt.parameters,
+                response_format=response_format("stage_a_facts", stage_a_schema()),
+                tools=[SEARCH_TOOL] if offer_tools else None,
+            )
+            usage += result.usage
+            if result.tool_calls and offer_tools:
+                messages.append(result.message)
+                for call in result.tool_calls:
+                    tool_calls += 1
+                    answer, snippets = await self._search(call.function.arguments)
+                    extra += snippets
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
+                continue
+            try:
+                facts = StageAFacts.model_validate(parse_json_object(result.content))
+                return StageAOutput(facts, usage, result.model, tool_calls, extra, result.content)
+            except (ValueError, ValidationError) as exc:
+                invalid_answers += 1
+                if invalid_answers > 1:
+                    raise StageError(f"Stage A gave no valid facts twice: {exc}") from exc
+                log.warning("Stage A answer invalid; asking once more", extra={"error": str(exc)[:300]})
+                messages += [
+                    {"role": "assistant", "content": result.content[:4000]},
+                    {
+                        "role": "user",
+                        "content": f"That answer was not valid JSON for the schema ({exc}). Answer again.",
+                    },
+                ]
+
+    async def _search(self, arguments: str) -> tuple[str, list[Snippet]]:
+        try:
+            args = json.loads(arguments or "{}")
+            request = SearchRequest(query=args.get("query"), url=args.get("url"), max_results=3)
+        except (ValueError, ValidationError) as exc:
+            return f"search refused: {exc}", []
+        try:
+            found = await self.retrieval.post("/v1/search", request, SearchResponse)
+        except ServiceError as exc:
+            return f"search failed: {exc}", []
+        text = "\n\n".join(f"[{s.source_url}] {s.text}" for s in found.snippets) or "no results"
+        return text[:3000], found.snippets

@@ -1,0 +1,118 @@
+"""Hands durable jobs to composer: at least once under a lease, answered once thanks to poster.
+
+A job is claimed with a lease longer than composer's deadline. A transient failure (composer down,
+slow or killed mid-job) gives the job back with exponential backoff; a lease left behind by a dead
+ingest expires and the job is claimed again. After the last attempt the job ends with outcome
+`error`, so every accepted link ends as a reply or a recorded outcome.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+
+from prometheus_client import Counter, Gauge
+
+from ingest.settings import IngestSettings
+from ingest.store import ClaimedJob, JobStore
+from technoshare_common.context import job_id_var
+from technoshare_common.http import ServiceClient, ServiceError
+from technoshare_common.metrics import JOBS
+from technoshare_common.schemas import ComposeResult, JobRunRequest
+
+log = logging.getLogger(__name__)
+
+DISPATCH_ATTEMPTS = Counter(
+    "technoshare_dispatch_attempts_total", "Hand-offs of a job to composer, by result.", ["result"]
+)
+JOBS_IN_FLIGHT = Gauge("technoshare_jobs_in_flight", "Jobs currently handed to composer by this ingest.")
+
+
+class Dispatcher:
+    def __init__(self, store: JobStore, settings: IngestSettings, composer: ServiceClient) -> None:
+        self.store = store
+        self.settings = settings
+        self.composer = composer
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            await self._slots.acquire()
+            job = await asyncio.to_thread(self.store.claim_next, self.settings.lease_seconds)
+            if job is None:
+                self._slots.release()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatch_poll_seconds)
+                continue
+            task = asyncio.create_task(self._dispatch(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Stop claiming; jobs in flight keep their lease and are retried by whoever runs next."""
+        self._stopping = True
+        self._wake.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _dispatch(self, job: ClaimedJob) -> None:
+        token = job_id_var.set(job.id)
+        JOBS_IN_FLIGHT.inc()
+        try:
+            await self._hand_off(job)
+        finally:
+            JOBS_IN_FLIGHT.dec()
+            job_id_var.reset(token)
+            self._slots.release()
+
+    async def _hand_off(self, job: ClaimedJob) -> None:
+        request = JobRunRequest(
+            job_id=job.id,
+            channel_id=job.channel_id,
+            message_ts=job.message_ts,
+            thread_ts=job.thread_ts,
+            url=job.url,
+            slack_text=job.slack_text,
+            attempt=job.attempts,
+        )
+        log.info("dispatching job", extra={"attempt": job.attempts, "url": job.url})
+        try:
+            result = await self.composer.post(
+                "/v1/jobs", request, ComposeResult, request_timeout=self.settings.composer_timeout_seconds
+            )
+        except ServiceError as exc:
+            await self._after_failure(job, exc)
+            return
+        DISPATCH_ATTEMPTS.labels("completed").inc()
+        if await asyncio.to_thread(self.store.complete, job, result):
+            JOBS.labels("ingest", result.outcome.value).inc()
+            log.info("job finished", extra={"outcome": result.outcome.value, "error": result.error})
+        else:
+            log.warning("job finished after its lease was taken over; outcome left to the new attempt")
+
+    async def _after_failure(self, job: ClaimedJob, exc: ServiceError) -> None:
+        if not exc.retryable:
+            DISPATCH_ATTEMPTS.labels("rejected").inc()
+            JOBS.labels("ingest", "error").inc()
+            await asyncio.to_thread(self.store.fail, job, f"composer rejected the job: {exc}")
+            log.error("composer rejected job", extra={"error": str(exc)})
+            return
+        if job.attempts >= self.settings.max_attempts:
+            DISPATCH_ATTEMPTS.labels("exhausted").inc()
+            JOBS.labels("ingest", "error").inc()
+            await asyncio.to_thread(self.store.fail, job, f"gave up after {job.attempts} attempts; last error: {exc}")
+            log.error("job failed for good", extra={"attempts": job.attempts, "error": str(exc)})
+            return
+        DISPATCH_ATTEMPTS.labels("retry").inc()
+        delay = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (job.attempts - 1))
+        delay *= random.uniform(0.8, 1.2)
+        await asyncio.to_thread(self.store.release, job, str(exc), delay)
+        log.warning("job handed back for retry", extra={"retry_in": round(delay, 2), "error": str(exc)})

@@ -1,0 +1,31 @@
+"""Job status for operators and for `make run` (service token required)."""
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from ingest.dependencies import get_store
+from ingest.store import JobStore
+from technoshare_common.auth import require_service_token
+from technoshare_common.schemas import JobList, JobView
+
+router = APIRouter(prefix="/v1/jobs", dependencies=[Depends(require_service_token)])
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: str, store: Annotated[JobStore, Depends(get_store)]) -> JobView:
+    job = await asyncio.to_thread(store.get, job_id)
+    if job is None:
+        raise HTTPException(404, detail=f"no job {job_id}")
+    return job
+
+
+@router.get("")
+async def list_jobs(
+    store: Annotated[JobStore, Depends(get_store)],
+    channel_id: str | None = None,
+    message_ts: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobList:
+    return JobList(jobs=await asyncio.to_thread(store.find, channel_id, message_ts, limit))

@@ -1,0 +1,246 @@
+"""The durable job store: every accepted link is a row until it ends as a reply or an outcome."""
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ingest.slack_events import SharedLink
+from technoshare_common.db import make_engine
+from technoshare_common.schemas import ComposeResult, JobState, JobView, Outcome
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("channel_id", "message_ts", "url", name="uq_jobs_message_url"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    message_ts: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(2048))
+    slack_text: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    next_attempt_at: Mapped[float] = mapped_column(Float, index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    timings_json: Mapped[str] = mapped_column(Text, default="{}")
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    gate_failures_json: Mapped[str] = mapped_column(Text, default="[]")
+    error: Mapped[str | None] = mapped_column(Text)
+    slack_message_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    lease_token: str
+    attempts: int
+    channel_id: str
+    message_ts: str
+    thread_ts: str
+    url: str
+    slack_text: str
+
+
+def _dt(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+class JobStore:
+    def __init__(self, database_url: str) -> None:
+        self.engine = make_engine(database_url)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def enqueue(self, link: SharedLink, event_id: str | None) -> tuple[str, bool]:
+        """Insert a job for a shared link; a repeat of the same (channel, ts, url) returns the first."""
+        now = time.time()
+        job_id = uuid.uuid4().hex
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(Job).values(
+                        id=job_id,
+                        event_id=event_id,
+                        channel_id=link.channel_id,
+                        message_ts=link.message_ts,
+                        thread_ts=link.thread_ts,
+                        url=link.url,
+                        slack_text=link.text,
+                        state=JobState.queued.value,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                        timings_json="{}",
+                        gate_failures_json="[]",
+                    )
+                )
+            return job_id, True
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                existing = conn.execute(
+                    select(Job.id).where(
+                        Job.channel_id == link.channel_id,
+                        Job.message_ts == link.message_ts,
+                        Job.url == link.url,
+                    )
+                ).scalar_one()
+            return existing, False
+
+    def claim_next(self, lease_seconds: float) -> ClaimedJob | None:
+        """Take one due job (queued, or running with an expired lease) under a fresh lease."""
+        now = time.time()
+        due = or_(
+            and_(Job.state == JobState.queued.value, Job.next_attempt_at <= now),
+            and_(Job.state == JobState.running.value, Job.lease_expires_at < now),
+        )
+        with self.engine.begin() as conn:
+            candidates = conn.execute(
+                select(Job.id).where(due).order_by(Job.next_attempt_at, Job.created_at).limit(5)
+            ).scalars()
+            for job_id in list(candidates):
+                token = uuid.uuid4().hex
+                claimed = conn.execute(
+                    update(Job)
+                    .where(Job.id == job_id, due)
+                    .values(
+                        state=JobState.running.value,
+                        lease_token=token,
+                        lease_expires_at=now + lease_seconds,
+                        attempts=Job.attempts + 1,
+                        started_at=now,
+                    )
+                )
+                if claimed.rowcount == 1:
+                    row = conn.execute(select(Job.__table__).where(Job.id == job_id)).one()
+                    return ClaimedJob(
+                        id=row.id,
+                        lease_token=token,
+                        attempts=row.attempts,
+                        channel_id=row.channel_id,
+                        message_ts=row.message_ts,
+                        thread_ts=row.thread_ts,
+                        url=row.url,
+                        slack_text=row.slack_text,
+                    )
+        return None
+
+    def complete(self, job: ClaimedJob, result: ComposeResult) -> bool:
+        """Record the outcome; False when the lease was lost to another dispatcher meanwhile."""
+        values = {
+            "state": JobState.done.value,
+            "outcome": result.outcome.value,
+            "finished_at": time.time(),
+            "lease_token": None,
+            "lease_expires_at": None,
+            "timings_json": json.dumps(result.timings),
+            "reply_text": result.text,
+            "gate_failures_json": json.dumps([f"{g.name}: {g.detail}" for g in result.gate_failures]),
+            "error": result.error,
+            "slack_message_ts": result.post.message_ts if result.post else None,
+        }
+        return self._update_leased(job, values)
+
+    def fail(self, job: ClaimedJob, error: str) -> bool:
+        values = {
+            "state": JobState.done.value,
+            "outcome": Outcome.error.value,
+            "finished_at": time.time(),
+            "lease_token": None,
+            "lease_expires_at": None,
+            "error": error,
+        }
+        return self._update_leased(job, values)
+
+    def release(self, job: ClaimedJob, error: str, retry_in: float) -> bool:
+        """Give a job back for a later attempt after a transient failure."""
+        values = {
+            "state": JobState.queued.value,
+            "lease_token": None,
+            "lease_expires_at": None,
+            "next_attempt_at": time.time() + retry_in,
+            "error": error,
+        }
+        return self._update_leased(job, values)
+
+    def _update_leased(self, job: ClaimedJob, values: dict[str, object]) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(Job).where(Job.id == job.id, Job.lease_token == job.lease_token).values(**values)
+            )
+            return result.rowcount == 1
+
+    def get(self, job_id: str) -> JobView | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Job.__table__).where(Job.id == job_id)).one_or_none()
+        return self._view(row) if row else None
+
+    def find(self, channel_id: str | None = None, message_ts: str | None = None, limit: int = 50) -> list[JobView]:
+        query = select(Job.__table__).order_by(Job.created_at.desc()).limit(limit)
+        if channel_id:
+            query = query.where(Job.channel_id == channel_id)
+        if message_ts:
+            query = query.where(Job.message_ts == message_ts)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [self._view(row) for row in rows]
+
+    def count_by_state(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT state, COUNT(*) FROM jobs GROUP BY state")).all()
+        return {state: count for state, count in rows}
+
+    @staticmethod
+    def _view(row) -> JobView:  # type: ignore[no-untyped-def]
+        return JobView(
+            id=row.id,
+            state=JobState(row.state),
+            outcome=Outcome(row.outcome) if row.outcome else None,
+            channel_id=row.channel_id,
+            message_ts=row.message_ts,
+            thread_ts=row.thread_ts,
+            url=row.url,
+            event_id=row.event_id,
+            attempts=row.attempts,
+            created_at=_dt(row.created_at),
+            started_at=_dt(row.started_at),
+            finished_at=_dt(row.finished_at),
+            timings=json.loads(row.timings_json or "{}"),
+            reply_text=row.reply_text,
+            gate_failures=json.loads(row.gate_failures_json or "[]"),
+            error=row.error,
+            slack_message_ts=row.slack_message_ts,
+        )

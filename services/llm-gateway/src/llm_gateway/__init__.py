@@ -1,0 +1,1 @@
+"""llm-gateway: the one door every LLM call of the product goes through."""

@@ -1,0 +1,1 @@
+"""poster: renders the reply and posts it in the Slack thread, exactly once per job."""

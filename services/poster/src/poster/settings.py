@@ -1,0 +1,23 @@
+from pydantic import Field, SecretStr
+
+from technoshare_common.settings import ServiceSettings
+
+
+class PosterSettings(ServiceSettings):
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias="SLACK_BOT_TOKEN", description="Unset: dry run, the payload is returned, not posted."
+    )
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    database_url: str = Field("sqlite:///.run/poster.db", validation_alias="POSTER_DATABASE_URL")
+    rate_limit_retries: int = Field(3, ge=0, validation_alias="SLACK_RATE_LIMIT_RETRIES")
+    slack_timeout_seconds: int = Field(15, gt=0, validation_alias="SLACK_TIMEOUT_SECONDS")
+    claim_stale_seconds: float = Field(
+        60.0,
+        gt=0,
+        validation_alias="POST_CLAIM_STALE_SECONDS",
+        description="A post claimed longer ago than this was interrupted; Slack is checked before posting again.",
+    )
+
+    @property
+    def dry_run(self) -> bool:
+        return self.slack_bot_token is None

@@ -1,0 +1,1 @@
+"""retrieval: URL to evidence, behind a fetcher that is safe against SSRF."""

@@ -1,0 +1,34 @@
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from technoshare_common.settings import ServiceSettings
+
+
+class RetrievalSettings(ServiceSettings):
+    allowed_hosts: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        validation_alias="RETRIEVAL_ALLOWED_HOSTS",
+        description="Comma-separated hosts exempt from the address checks (local development and tests only).",
+    )
+    fetch_max_bytes: int = Field(5 * 1024 * 1024, gt=0, validation_alias="FETCH_MAX_BYTES")
+    fetch_timeout_seconds: float = Field(15.0, gt=0, validation_alias="FETCH_TIMEOUT_SECONDS")
+    fetch_max_redirects: int = Field(5, ge=0, validation_alias="FETCH_MAX_REDIRECTS")
+    user_agent: str = Field(
+        "TechnoShareCommentator/0.1 (+https://github.com/technoshare/commentator)",
+        validation_alias="FETCH_USER_AGENT",
+    )
+    arxiv_api_url: str = Field("https://export.arxiv.org/api/query", validation_alias="ARXIV_API_URL")
+    github_api_url: str = Field("https://api.github.com", validation_alias="GITHUB_API_URL")
+    github_token: SecretStr | None = Field(None, validation_alias="GITHUB_TOKEN")
+    max_evidence_chars: int = Field(20_000, gt=0, validation_alias="MAX_EVIDENCE_CHARS")
+    snippet_chars: int = Field(600, gt=50, validation_alias="SNIPPET_CHARS")
+    max_snippets: int = Field(8, ge=1, validation_alias="MAX_SNIPPETS")
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
