@@ -6,10 +6,15 @@ import re
 # Periods inside tokens ("v2.0", "arxiv.org") are not followed by whitespace and never split.
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
 
-# One sentence: starts with a letter or digit, no terminal punctuation followed by a space
-# inside, ends with terminal punctuation. Used as a JSON-schema `pattern`, so it stays in the
-# regex subset that llama.cpp's grammar converter and OpenAI's structured outputs both accept.
-ONE_SENTENCE_PATTERN = r"^[A-Za-z0-9]([^.!?]|[.!?][^.!?\s]){12,260}[.!?]$"
+# One sentence of 4 to 21 words: no terminal punctuation followed by a space inside, terminal
+# punctuation at the end. Used as a JSON-schema `pattern`, so it keeps to the regex subset that
+# OpenAI's structured outputs and llama.cpp's grammar converter both accept; the repetition is
+# bounded per word and per sentence, since llama.cpp cannot compile one long bounded repeat.
+# Quotes, backslashes and control characters are excluded because llama.cpp applies the pattern
+# to the raw JSON string body, where an unescaped quote would end the string.
+_CHAR = r'[^ .!?"\\\x00-\x1f]'
+_WORD = rf"({_CHAR}|[.!?]{_CHAR})"
+ONE_SENTENCE_PATTERN = rf"^[A-Za-z0-9]{_WORD}{{0,18}}( {_WORD}{{1,18}}){{3,20}}[.!?]$"
 
 
 def split_sentences(text: str) -> list[str]:

@@ -14,3 +14,4 @@ class GatewaySettings(ServiceSettings):
     )
     upstream_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     upstream_timeout_seconds: float = Field(300.0, gt=0, validation_alias="LLM_UPSTREAM_TIMEOUT_SECONDS")
+    llamacpp_repeat_penalty: float = Field(1.3, ge=1.0, validation_alias="LLAMACPP_REPEAT_PENALTY")

@@ -64,7 +64,8 @@ class Upstream:
         start = time.perf_counter()
         try:
             response = await self._client.post(
-                "/chat/completions", json=adapt_request(dict(body), self.settings.upstream_kind)
+                "/chat/completions",
+                json=adapt_request(body, self.settings.upstream_kind, self.settings.llamacpp_repeat_penalty),
             )
         except httpx.TimeoutException as exc:
             LLM_REQUESTS.labels(model, "timeout").inc()
