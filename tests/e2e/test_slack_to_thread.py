@@ -1,0 +1,125 @@
+"""Signed Slack events through all five services as processes, replies read back from a fake Slack."""
+
+import time
+
+import pytest
+
+from tests.support.stack import CHANNEL, Stack
+from tests.support.servers import free_port, wait_until
+
+pytestmark = pytest.mark.e2e
+
+ARXIV = "https://arxiv.org/abs/2106.09685"
+GITHUB = "https://github.com/pallets/flask"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with Stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+def test_url_verification_answers_the_challenge(stack: Stack) -> None:
+    response = stack.slack_request({"type": "url_verification", "challenge": "c-123", "token": "x"})
+    assert response.status_code == 200
+    assert response.json() == {"challenge": "c-123"}
+
+
+def test_bad_signature_and_stale_timestamp_are_refused(stack: Stack) -> None:
+    event = stack.message_event(f"<{ARXIV}>")
+    assert stack.slack_request(event, secret="not-the-secret").status_code == 401
+    assert stack.slack_request(event, timestamp=int(time.time()) - 6 * 60).status_code == 401
+    assert stack.jobs(event["event"]["ts"]) == []
+
+
+def test_a_link_gets_one_threaded_reply_and_slack_retries_do_not_repeat_it(stack: Stack) -> None:
+    event = stack.message_event(f"Have a look <{ARXIV}|LoRA paper>")
+    ts = event["event"]["ts"]
+    started = time.monotonic()
+    assert stack.slack_request(event).status_code == 200
+    assert time.monotonic() - started < 3
+    # Slack retries the same event; a repeat must not create a second job.
+    assert stack.slack_request(event, headers={"x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout"}).status_code == 200
+
+    [job] = stack.wait_jobs_done(ts, 1)
+    assert job["outcome"] == "success", job
+    assert job["url"] == ARXIV
+    assert job["slack_message_ts"]
+    assert set(job["timings"]) >= {"retrieval", "stage_a", "stage_b", "quality_gates", "slack_post", "total"}
+
+    time.sleep(0.5)
+    [reply] = stack.slack.replies_in(CHANNEL, ts)
+    assert reply["ts"] == job["slack_message_ts"]
+    assert reply["text"].startswith("*TL;DR*\n")
+    assert "\n\n\n*Summary*\n" in reply["text"] and "\n\n\n*Projects*\nTheme: " in reply["text"]
+    assert reply["metadata"]["event_payload"]["job_id"] == job["id"]
+    assert any(b["type"] == "context" and ARXIV in b["elements"][0]["text"] for b in reply["blocks"])
+
+
+def test_two_links_in_one_message_become_two_jobs_and_two_replies(stack: Stack) -> None:
+    event = stack.message_event(f"Two for today: <{ARXIV}> and <{GITHUB}|flask>")
+    ts = event["event"]["ts"]
+    assert stack.slack_request(event).status_code == 200
+    jobs = stack.wait_jobs_done(ts, 2)
+    assert sorted(j["url"] for j in jobs) == sorted([ARXIV, GITHUB])
+    assert {j["outcome"] for j in jobs} == {"success"}
+    wait_until(lambda: len(stack.slack.replies_in(CHANNEL, ts)) == 2, what="two replies")
+
+
+@pytest.mark.parametrize(
+    "event_fields",
+    [
+        {"bot_id": "B0BOT", "subtype": "bot_message"},
+        {"subtype": "message_changed"},
+        {"subtype": "message_deleted"},
+    ],
+    ids=["bot", "edit", "delete"],
+)
+def test_bot_messages_edits_and_deletions_are_ignored(stack: Stack, event_fields: dict[str, str]) -> None:
+    event = stack.message_event(f"<{ARXIV}>", **event_fields)
+    assert stack.slack_request(event).status_code == 200
+    time.sleep(0.5)
+    assert stack.jobs(event["event"]["ts"]) == []
+
+
+def test_an_unreachable_link_ends_as_a_recorded_error_without_a_reply(stack: Stack) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/gone"
+    event = stack.message_event(f"<{dead}>")
+    ts = event["event"]["ts"]
+    assert stack.slack_request(event).status_code == 200
+    [job] = stack.wait_jobs_done(ts, 1)
+    assert job["outcome"] == "error"
+    assert "could not connect" in job["error"]
+    assert job["attempts"] == 1
+    assert stack.slack.replies_in(CHANNEL, ts) == []
+
+
+def test_a_link_to_the_metadata_address_is_refused(stack: Stack) -> None:
+    event = stack.message_event("<http://169.254.169.254/latest/meta-data/>")
+    ts = event["event"]["ts"]
+    stack.slack_request(event)
+    [job] = stack.wait_jobs_done(ts, 1)
+    assert job["outcome"] == "error"
+    assert "blocked range 169.254.0.0/16" in job["error"]
+
+
+def test_a_failed_gate_is_repaired_once(stack: Stack) -> None:
+    event = stack.message_event(f"needs-repair <{ARXIV}>")
+    ts = event["event"]["ts"]
+    stack.slack_request(event)
+    [job] = stack.wait_jobs_done(ts, 1)
+    assert job["outcome"] == "success"
+    assert "repair" in job["timings"]
+    assert len(stack.slack.replies_in(CHANNEL, ts)) == 1
+
+
+def test_stage_a_can_call_the_search_tool(stack: Stack) -> None:
+    before = len(stack.llm.requests)
+    event = stack.message_event(f"use-search <{ARXIV}>")
+    stack.slack_request(event)
+    [job] = stack.wait_jobs_done(event["event"]["ts"], 1)
+    assert job["outcome"] == "success"
+    tool_answers = [
+        m for r in stack.llm.requests[before:] for m in r["messages"] if m.get("role") == "tool"
+    ]
+    assert tool_answers and "arxiv.org/abs/" in tool_answers[0]["content"]

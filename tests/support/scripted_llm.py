@@ -1,0 +1,123 @@
+"""A local OpenAI-compatible upstream with scripted answers, reached through llm-gateway by the
+real openai client. Markers in the Slack text steer it:
+
+- `slow-please`: every Stage B answer takes `slow_seconds` (to kill composer mid-job);
+- `needs-repair`: the first Stage B answer has a 2-sentence TL;DR, so the gates fail once;
+- `use-search`: Stage A first asks for the search tool, then answers.
+"""
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+FACTS = {
+    "what_it_is": "LoRA is a method for adapting large language models with few trainable parameters.",
+    "key_facts": [
+        "LoRA freezes the pretrained model weights during adaptation.",
+        "It injects trainable low-rank matrices into each Transformer layer.",
+        "It cuts the number of trainable parameters by about ten thousand times.",
+        "It matches full fine-tuning quality on several benchmark models.",
+    ],
+    "limitations": [],
+}
+
+SUMMARY = [
+    "LoRA adapts large language models by training small low-rank matrices.",
+    "The pretrained weights stay frozen during the whole adaptation.",
+    "Each Transformer layer receives a pair of trainable rank decomposition matrices.",
+    "This design reduces trainable parameters by roughly ten thousand times.",
+    "GPU memory needs during training drop by about three times.",
+    "Quality stays on par with full fine-tuning on RoBERTa and DeBERTa.",
+    "The method also works for GPT-2 and GPT-3 sized models.",
+    "Merged adapters add no extra latency at inference time.",
+    "Many task adapters can share one frozen base model.",
+    "The paper reports results across understanding and generation tasks.",
+]
+
+
+def _reply(theme: str, tldr_sentences: int) -> dict[str, Any]:
+    tldr = [
+        "LoRA fine-tunes large models by training small low-rank matrices.",
+        "It keeps the base weights frozen and cuts trainable parameters sharply.",
+        "Quality matches full fine-tuning at a fraction of the memory.",
+    ][:tldr_sentences]
+    return {
+        "tldr": tldr,
+        "summary": SUMMARY,
+        "projects": [{"theme": theme, "relevance": "Our fine-tuning runs could train adapters instead of full models."}],
+    }
+
+
+class ScriptedLLM:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.slow_seconds = 0.0
+        self.lock = threading.Lock()
+        self.app = self._build()
+
+    def stage_b_requests(self) -> int:
+        with self.lock:
+            return sum(1 for r in self.requests if _schema_name(r) == "stage_b_reply")
+
+    def _build(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/v1/models")
+        async def models() -> dict[str, Any]:
+            return {"object": "list", "data": [{"id": "scripted", "object": "model", "owned_by": "tests"}]}
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request) -> JSONResponse:
+            body = await request.json()
+            with self.lock:
+                self.requests.append(body)
+            conversation = json.dumps(body["messages"])
+            name = _schema_name(body)
+            if name == "stage_b_reply" and "slow-please" in conversation:
+                await asyncio.sleep(self.slow_seconds)
+            if name == "stage_a_facts":
+                if "use-search" in conversation and body.get("tools") and '"role": "tool"' not in conversation:
+                    return JSONResponse(_completion(body, None, tool_call={"query": "low-rank adaptation"}))
+                return JSONResponse(_completion(body, json.dumps(FACTS)))
+            if name == "stage_b_reply":
+                schema = body["response_format"]["json_schema"]["schema"]
+                theme = schema["properties"]["projects"]["items"]["properties"]["theme"]["enum"][0]
+                first_try = "quality checks" not in conversation
+                sentences = 2 if ("needs-repair" in conversation and first_try) else 3
+                return JSONResponse(_completion(body, json.dumps(_reply(theme, sentences))))
+            return JSONResponse(_completion(body, "plain answer"))
+
+        return app
+
+
+def _schema_name(body: dict[str, Any]) -> str | None:
+    return ((body.get("response_format") or {}).get("json_schema") or {}).get("name")
+
+
+def _completion(body: dict[str, Any], content: str | None, tool_call: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    finish = "stop"
+    if tool_call is not None:
+        message["tool_calls"] = [
+            {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": json.dumps(tool_call)}}
+        ]
+        finish = "tool_calls"
+    prompt_tokens = len(json.dumps(body["messages"])) // 4
+    completion_tokens = len(content or "") // 4 + 5
+    return {
+        "id": f"chatcmpl-{time.time_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }

@@ -1,0 +1,99 @@
+"""Real HTTP servers for tests: ASGI apps under uvicorn in a thread, and services as processes."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def serve_in_thread(app, port: int | None = None) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Serve an ASGI app on 127.0.0.1 and yield its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, what=f"server on {port}")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class ServiceProcess:
+    """One service under uvicorn in its own process, as `make up` runs it."""
+
+    def __init__(self, module: str, port: int, env: dict[str, str], log_dir: Path) -> None:
+        self.module = module
+        self.port = port
+        self.env = env
+        self.log_path = log_dir / f"{module}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> None:
+        command = [str(BIN / "uvicorn"), "--factory", f"{self.module}.main:build_app", "--host", "127.0.0.1"]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port)], cwd=ROOT, env=os.environ | self.env, stdout=log, stderr=log
+        )
+        if wait:
+            self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        def healthy() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.module} exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout=timeout, what=f"{self.module} /healthz")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handlers run, as when a pod is OOM-killed."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
