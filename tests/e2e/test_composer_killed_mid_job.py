@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from tests.support.stack import CHANNEL, Stack
 from tests.support.servers import wait_until
+from tests.support.stack import CHANNEL, Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from tests.support.stack import CHANNEL, Stack
 from tests.support.servers import free_port, wait_until
+from tests.support.stack import CHANNEL, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,12 @@ def test_a_link_gets_one_threaded_reply_and_slack_retries_do_not_repeat_it(stack
     assert stack.slack_request(event).status_code == 200
     assert time.monotonic() - started < 3
     # Slack retries the same event; a repeat must not create a second job.
-    assert stack.slack_request(event, headers={"x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout"}).status_code == 200
+    assert (
+        stack.slack_request(
+            event, headers={"x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout"}
+        ).status_code
+        == 200
+    )
 
     [job] = stack.wait_jobs_done(ts, 1)
     assert job["outcome"] == "success", job
@@ -119,7 +124,5 @@ def test_stage_a_can_call_the_search_tool(stack: Stack) -> None:
     stack.slack_request(event)
     [job] = stack.wait_jobs_done(event["event"]["ts"], 1)
     assert job["outcome"] == "success"
-    tool_answers = [
-        m for r in stack.llm.requests[before:] for m in r["messages"] if m.get("role") == "tool"
-    ]
+    tool_answers = [m for r in stack.llm.requests[before:] for m in r["messages"] if m.get("role") == "tool"]
     assert tool_answers and "arxiv.org/abs/" in tool_answers[0]["content"]

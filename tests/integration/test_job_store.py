@@ -51,7 +51,12 @@ def test_an_expired_lease_is_claimed_again_and_the_old_holder_cannot_finish(data
     assert store.complete(second, fresh) is True
     view = store.get(job_id)
     assert view is not None
-    assert (view.state, view.outcome, view.reply_text, view.timings) == (JobState.done, Outcome.success, "reply", {"total": 1.5})
+    assert (view.state, view.outcome, view.reply_text, view.timings) == (
+        JobState.done,
+        Outcome.success,
+        "reply",
+        {"total": 1.5},
+    )
 
 
 def test_a_released_job_waits_for_its_backoff(database_url: str) -> None:

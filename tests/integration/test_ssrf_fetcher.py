@@ -58,15 +58,31 @@ def site() -> str:  # type: ignore[misc]
 
 
 def _fetcher(**overrides: object) -> SafeFetcher:
-    values = {"RETRIEVAL_ALLOWED_HOSTS": "127.0.0.1", "FETCH_MAX_BYTES": "4096", "FETCH_MAX_REDIRECTS": "3", **overrides}
+    values = {
+        "RETRIEVAL_ALLOWED_HOSTS": "127.0.0.1",
+        "FETCH_MAX_BYTES": "4096",
+        "FETCH_MAX_REDIRECTS": "3",
+        **overrides,
+    }
     return SafeFetcher(RetrievalSettings(**values))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     "address",
     [
-        "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-        "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "2002:7f00:1::",
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "2002:7f00:1::",
     ],
 )
 def test_non_public_addresses_are_blocked(address: str) -> None:
@@ -85,8 +101,13 @@ async def test_an_allow_listed_host_is_fetched_and_redirects_are_followed(site: 
 
 @pytest.mark.parametrize(
     "url",
-    ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
-     "http://2130706433/"],
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://2130706433/",
+    ],
 )
 async def test_private_and_metadata_ips_are_refused(url: str) -> None:
     with pytest.raises(FetchError) as error:

@@ -4,6 +4,7 @@ import itertools
 import threading
 import time
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -40,7 +41,7 @@ class FakeSlack:
                 if request.headers.get("content-type", "").startswith("application/json"):
                     values |= await request.json()
                 else:
-                    values |= dict(await request.form())
+                    values |= dict(parse_qsl((await request.body()).decode()))
             return values
 
         @app.api_route("/api/{method}", methods=["GET", "POST"])
@@ -52,7 +53,9 @@ class FakeSlack:
                     return JSONResponse({"ok": False, "error": "invalid_auth"})
                 if self.rate_limit_next > 0:
                     self.rate_limit_next -= 1
-                    return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429, headers={"Retry-After": "1"})
+                    return JSONResponse(
+                        {"ok": False, "error": "ratelimited"}, status_code=429, headers={"Retry-After": "1"}
+                    )
                 if method == "chat.postMessage":
                     return JSONResponse(self._post(args))
                 if method == "conversations.replies":

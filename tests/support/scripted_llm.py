@@ -49,7 +49,9 @@ def _reply(theme: str, tldr_sentences: int) -> dict[str, Any]:
     return {
         "tldr": tldr,
         "summary": SUMMARY,
-        "projects": [{"theme": theme, "relevance": "Our fine-tuning runs could train adapters instead of full models."}],
+        "projects": [
+            {"theme": theme, "relevance": "Our fine-tuning runs could train adapters instead of full models."}
+        ],
     }
 
 

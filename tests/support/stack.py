@@ -17,7 +17,7 @@ from tests.support.scripted_llm import ScriptedLLM
 from tests.support.servers import ROOT, ServiceProcess, free_port, serve_in_thread, wait_until
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import sample_site  # noqa: E402
+import sample_site
 
 CHANNEL = "C0TESTCHAN"
 
@@ -74,7 +74,11 @@ class Stack:
         return self.services["ingest"].url
 
     def slack_request(
-        self, payload: dict[str, Any], *, timestamp: int | None = None, secret: str | None = None,
+        self,
+        payload: dict[str, Any],
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         body = json.dumps(payload).encode()
@@ -83,8 +87,12 @@ class Stack:
         return httpx.post(
             f"{self.ingest_url}/slack/events",
             content=body,
-            headers={"content-type": "application/json", "x-slack-request-timestamp": ts,
-                     "x-slack-signature": signature, **(headers or {})},
+            headers={
+                "content-type": "application/json",
+                "x-slack-request-timestamp": ts,
+                "x-slack-signature": signature,
+                **(headers or {}),
+            },
             timeout=10,
         )
 
@@ -95,8 +103,14 @@ class Stack:
             "team_id": "T0TEST",
             "event_id": event_id or f"Ev{uuid.uuid4().hex[:12]}",
             "event_time": int(time.time()),
-            "event": {"type": "message", "channel": CHANNEL, "user": "U0HUMAN", "text": text,
-                      "ts": ts or f"{time.time():.6f}", **event},
+            "event": {
+                "type": "message",
+                "channel": CHANNEL,
+                "user": "U0HUMAN",
+                "text": text,
+                "ts": ts or f"{time.time():.6f}",
+                **event,
+            },
         }
 
     def jobs(self, message_ts: str) -> list[dict[str, Any]]:

@@ -37,4 +37,5 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         uv_logger.handlers[:] = []
         uv_logger.propagate = True
     # httpx logs every request URL at INFO, which would leak query-string tokens.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
