@@ -160,30 +160,30 @@ class JobStore:
 
     def complete(self, job: ClaimedJob, result: ComposeResult) -> bool:
         """Record the outcome; False when the lease was lost to another dispatcher meanwhile."""
-        values = {
-            "state": JobState.done.value,
-            "outcome": result.outcome.value,
-            "finished_at": time.time(),
-            "lease_token": None,
-            "lease_expires_at": None,
-            "timings_json": json.dumps(result.timings),
-            "reply_text": result.text,
-            "gate_failures_json": json.dumps([f"{g.name}: {g.detail}" for g in result.gate_failures]),
-            "error": result.error,
-            "slack_message_ts": result.post.message_ts if result.post else None,
-        }
-        return self._update_leased(job, values)
+        return self._update_leased(
+            job,
+            self._finished(result.outcome, result.error)
+            | {
+                "timings_json": json.dumps(result.timings),
+                "reply_text": result.text,
+                "gate_failures_json": json.dumps([f"{g.name}: {g.detail}" for g in result.gate_failures]),
+                "slack_message_ts": result.post.message_ts if result.post else None,
+            },
+        )
 
     def fail(self, job: ClaimedJob, error: str) -> bool:
-        values = {
+        return self._update_leased(job, self._finished(Outcome.error, error))
+
+    @staticmethod
+    def _finished(outcome: Outcome, error: str | None) -> dict[str, object]:
+        return {
             "state": JobState.done.value,
-            "outcome": Outcome.error.value,
+            "outcome": outcome.value,
             "finished_at": time.time(),
             "lease_token": None,
             "lease_expires_at": None,
             "error": error,
         }
-        return self._update_leased(job, values)
 
     def release(self, job: ClaimedJob, error: str, retry_in: float) -> bool:
         """Give a job back for a later attempt after a transient failure."""
