@@ -126,3 +126,31 @@ def test_stage_a_can_call_the_search_tool(stack: Stack) -> None:
     assert job["outcome"] == "success"
     tool_answers = [m for r in stack.llm.requests[before:] for m in r["messages"] if m.get("role") == "tool"]
     assert tool_answers and "arxiv.org/abs/" in tool_answers[0]["content"]
+
+
+def test_every_service_has_probes_metrics_and_service_auth(stack: Stack) -> None:
+    import httpx
+
+    for name, service in stack.services.items():
+        assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}, name
+        ready = httpx.get(f"{service.url}/readyz")
+        assert ready.status_code == 200 and ready.json()["ready"], (name, ready.text)
+        metrics = httpx.get(f"{service.url}/metrics").text
+        assert "technoshare_http_requests_total" in metrics, name
+    protected = {
+        "ingest": "/v1/jobs",
+        "retrieval": "/v1/evidence",
+        "llm_gateway": "/v1/models",
+        "composer": "/v1/compose",
+        "poster": "/v1/replies",
+    }
+    for name, path in protected.items():
+        url = f"{stack.services[name].url}{path}"
+        response = httpx.get(url) if name in ("ingest", "llm_gateway") else httpx.post(url, json={})
+        assert response.status_code == 401, (name, response.status_code)
+    event = stack.message_event(f"<{ARXIV}>")
+    stack.slack_request(event)
+    stack.wait_jobs_done(event["event"]["ts"], 1)
+    ingest_metrics = httpx.get(f"{stack.ingest_url}/metrics").text
+    assert 'technoshare_jobs_total{outcome="success",service="ingest"}' in ingest_metrics
+    assert 'technoshare_jobs_by_state{state="done"}' in ingest_metrics
