@@ -82,12 +82,16 @@ def service_env() -> dict[str, str]:
     return env | {k: v for k, v in os.environ.items() if k in env or k.startswith(("SLACK_", "OPENAI_", "STAGE_"))}
 
 
+def service_command(module: str, port: int) -> list[str]:
+    """How a service runs locally; the end-to-end tests start services with this same command."""
+    return [str(BIN / "uvicorn"), "--factory", f"{module}.main:build_app", "--host", "127.0.0.1", "--port", str(port)]
+
+
 def processes() -> list[Process]:
     env = service_env()
 
     def service(name: str, module: str, port: int) -> Process:
-        command = [str(BIN / "uvicorn"), "--factory", f"{module}.main:build_app", "--host", "127.0.0.1"]
-        return Process(name, [*command, "--port", str(port)], f"http://127.0.0.1:{port}/readyz", env)
+        return Process(name, service_command(module, port), f"http://127.0.0.1:{port}/readyz", env)
 
     stack = []
     if env.get("LLM_UPSTREAM_KIND") == "llamacpp":

@@ -15,7 +15,8 @@ import httpx
 import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from stack import service_command  # noqa: E402
 
 
 def free_port() -> int:
@@ -64,10 +65,9 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> None:
-        command = [str(BIN / "uvicorn"), "--factory", f"{self.module}.main:build_app", "--host", "127.0.0.1"]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [*command, "--port", str(self.port)], cwd=ROOT, env=os.environ | self.env, stdout=log, stderr=log
+            service_command(self.module, self.port), cwd=ROOT, env=os.environ | self.env, stdout=log, stderr=log
         )
         if wait:
             self.wait_healthy()

@@ -75,7 +75,8 @@ def _sections(text: str) -> list[tuple[str, str]]:
 
 def check_text(text: str, config: GateConfig) -> list[GateResult]:
     """The four layout and length gates, on the mrkdwn text exactly as it would be posted."""
-    sections = dict(_sections(text))
+    ordered = _sections(text)
+    sections = dict(ordered)
     tldr = sections.get(SECTION_TITLES[0], "")
     summary = sections.get(SECTION_TITLES[1], "")
     projects = sections.get(SECTION_TITLES[2], "")
@@ -86,7 +87,7 @@ def check_text(text: str, config: GateConfig) -> list[GateResult]:
     unprefixed = [line for line in project_lines if not line.startswith(THEME_PREFIX)]
 
     layout_problems = []
-    titles = [title for title, _ in _sections(text)]
+    titles = [title for title, _ in ordered]
     if titles != list(SECTION_TITLES):
         layout_problems.append(f"sections must be {list(SECTION_TITLES)} in that order, got {titles}")
     if "\n\n\n\n" in text:

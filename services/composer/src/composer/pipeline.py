@@ -178,14 +178,11 @@ class Pipeline:
             reply=result.reply,
             coverage=result.evidence.coverage,
         )
-        start = time.perf_counter()
         try:
-            posted = await self.poster.post("/v1/replies", request, ReplyResult)
+            async with self._stage(result, "slack_post"):
+                posted = await self.poster.post("/v1/replies", request, ReplyResult)
         except ServiceError as exc:
             raise DependencyUnavailable(str(exc)) from exc
-        finally:
-            result.timings["slack_post"] = round(time.perf_counter() - start, 4)
-            STAGE_LATENCY.labels("slack_post").observe(time.perf_counter() - start)
         result.post = posted
         if posted.status == PostStatus.failed:
             if posted.retryable:
