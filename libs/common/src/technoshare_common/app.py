@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from technoshare_common.logging import configure_logging
 from technoshare_common.metrics import RequestContextMiddleware, metrics_endpoint
 from technoshare_common.settings import ServiceSettings
+from technoshare_common.tracing import tracer
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -35,6 +36,9 @@ def create_app(
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.internal_token is None:
             log.warning("TECHNOSHARE_INTERNAL_TOKEN is unset: service-to-service auth is disabled")
+        tracer.configure(
+            service, settings.mlflow_tracking_uri, settings.mlflow_experiment_name, settings.mlflow_enable_tracing
+        )
         if lifespan is None:
             yield
         else:

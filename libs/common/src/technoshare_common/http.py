@@ -11,8 +11,16 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from technoshare_common.context import JOB_ID_HEADER, TRACEPARENT_HEADER, job_id_var, traceparent_var
+from technoshare_common.context import (
+    CHANNEL_HEADER,
+    JOB_ID_HEADER,
+    TRACEPARENT_HEADER,
+    channel_id_var,
+    job_id_var,
+    traceparent_var,
+)
 from technoshare_common.settings import ServiceSettings
+from technoshare_common.tracing import tracer
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -36,7 +44,9 @@ def propagation_headers() -> dict[str, str]:
     headers: dict[str, str] = {}
     if job_id := job_id_var.get():
         headers[JOB_ID_HEADER] = job_id
-    if traceparent := traceparent_var.get():
+    if channel_id := channel_id_var.get():
+        headers[CHANNEL_HEADER] = channel_id
+    if traceparent := tracer.traceparent() or traceparent_var.get():
         headers[TRACEPARENT_HEADER] = traceparent
     return headers
 

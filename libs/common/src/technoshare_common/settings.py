@@ -1,7 +1,12 @@
 """Settings every service shares, read from the environment with pydantic-settings."""
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The repository's data/ folder when running from a checkout; images set TECHNOSHARE_DATA_DIR instead.
+REPO_DATA_DIR = Path(__file__).resolve().parents[4] / "data"
 
 
 class ServiceSettings(BaseSettings):
@@ -23,6 +28,10 @@ class ServiceSettings(BaseSettings):
     llm_gateway_url: str = Field("http://127.0.0.1:8002", validation_alias="LLM_GATEWAY_URL")
     composer_url: str = Field("http://127.0.0.1:8003", validation_alias="COMPOSER_URL")
     poster_url: str = Field("http://127.0.0.1:8004", validation_alias="POSTER_URL")
+
+    mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
+    mlflow_enable_tracing: bool = Field(True, validation_alias="MLFLOW_ENABLE_TRACING")
+    mlflow_experiment_name: str = Field("technoshare_commentator", validation_alias="MLFLOW_EXPERIMENT_NAME")
 
     def internal_token_value(self) -> str | None:
         return self.internal_token.get_secret_value() if self.internal_token else None

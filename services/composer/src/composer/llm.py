@@ -9,10 +9,11 @@ import openai
 from openai import AsyncOpenAI
 
 from composer.settings import ComposerSettings
+from technoshare_common.context import PERSONA_HEADER, STAGE_HEADER
 from technoshare_common.http import propagation_headers
 from technoshare_common.schemas import TokenUsage
 
-PERSONA_HEADER = "X-Technoshare-Persona"
+BUDGET_EXCEEDED = "budget_exceeded"
 
 
 class LLMUnavailable(Exception):
@@ -62,6 +63,7 @@ class LLMClient:
         self,
         *,
         persona: str,
+        stage: str | None = None,
         model: str,
         messages: list[dict[str, Any]],
         parameters: dict[str, Any],
@@ -78,11 +80,15 @@ class LLMClient:
             completion = await self._client.chat.completions.create(
                 model=model,
                 messages=messages,  # type: ignore[arg-type]
-                extra_headers={PERSONA_HEADER: persona, **propagation_headers()},
+                extra_headers={PERSONA_HEADER: persona, STAGE_HEADER: stage or persona, **propagation_headers()},
                 **parameters,
                 **extra,
             )
-        except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
+        except openai.RateLimitError as exc:
+            if exc.code == BUDGET_EXCEEDED:
+                raise  # a spent budget is the job's outcome, not a reason to retry it
+            raise LLMUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except (openai.APIConnectionError, openai.InternalServerError) as exc:
             raise LLMUnavailable(f"{type(exc).__name__}: {exc}") from exc
         latency = time.perf_counter() - start
         raw = completion.model_dump(mode="json")

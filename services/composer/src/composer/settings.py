@@ -2,13 +2,11 @@ from pathlib import Path
 
 from pydantic import Field
 
-from technoshare_common.settings import ServiceSettings
-
-DATA_DIR = Path(__file__).resolve().parents[4] / "data"
+from technoshare_common.settings import REPO_DATA_DIR, ServiceSettings
 
 
 class ComposerSettings(ServiceSettings):
-    data_dir: Path = Field(DATA_DIR, validation_alias="TECHNOSHARE_DATA_DIR")
+    data_dir: Path = Field(REPO_DATA_DIR, validation_alias="TECHNOSHARE_DATA_DIR")
     stage_a_model: str = Field("gpt-4o-mini", validation_alias="STAGE_A_MODEL")
     stage_b_model: str = Field("gpt-4o-mini", validation_alias="STAGE_B_MODEL")
     stage_a_tools: bool = Field(

@@ -49,7 +49,7 @@ class StageB:
             summary_min=str(self.settings.summary_min_sentences),
             summary_max=str(self.settings.summary_max_sentences),
         )
-        return await self._call(prompt, messages)
+        return await self._call(prompt, messages, stage="stage_b")
 
     async def repair(self, prompt: PromptTemplate, previous: StageBOutput, failures: list[GateResult]) -> StageBOutput:
         feedback = "\n".join(f"- {g.name}: {g.detail}" for g in failures)
@@ -62,11 +62,12 @@ class StageB:
                 f"{feedback}\nAnswer again with the same JSON schema, fixing every failed check.",
             },
         ]
-        return await self._call(prompt, messages)
+        return await self._call(prompt, messages, stage="repair")
 
-    async def _call(self, prompt: PromptTemplate, messages: list[dict[str, Any]]) -> StageBOutput:
+    async def _call(self, prompt: PromptTemplate, messages: list[dict[str, Any]], stage: str) -> StageBOutput:
         result = await self.llm.chat(
             persona=self.persona,
+            stage=stage,
             model=self.settings.stage_b_model,
             messages=messages,
             parameters=prompt.parameters,

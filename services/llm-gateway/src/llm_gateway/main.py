@@ -1,32 +1,46 @@
 """llm-gateway's application: run with `uvicorn --factory llm_gateway.main:build_app`."""
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from llm_gateway.gateway import Gateway
 from llm_gateway.routers import chat
 from llm_gateway.settings import GatewaySettings
-from llm_gateway.upstream import Upstream
+from llm_gateway.tokens import prepare_tiktoken_cache
 from technoshare_common.app import create_app
+
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    upstream = Upstream(settings)
+    prepare_tiktoken_cache()
+    gateway = Gateway(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.upstream = upstream
+        app.state.gateway = gateway
+        gateway.ledger.start()
+        log.info(
+            "llm-gateway ready",
+            extra={
+                "upstreams": {name: u.config.base_url for name, u in gateway.router.upstreams.items()},
+                "prices_version": gateway.prices.version,
+                "priced_models": len(gateway.prices.prices),
+            },
+        )
         try:
             yield
         finally:
-            await upstream.aclose()
+            await gateway.aclose()
 
     return create_app(
         service="llm-gateway",
         settings=settings,
         routers=[chat.router],
-        readiness={"upstream": upstream.ping},
+        readiness={"upstream": gateway.router.ping},
         lifespan=lifespan,
     )

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from composer.pipeline import DependencyUnavailable, Pipeline
 from technoshare_common.auth import require_service_token
-from technoshare_common.context import job_id_var
+from technoshare_common.context import channel_id_var, job_id_var
 from technoshare_common.schemas import ComposeRequest, ComposeResult, JobRunRequest
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_service_token)])
@@ -23,13 +23,14 @@ def _unavailable(exc: DependencyUnavailable) -> HTTPException:
 
 @router.post("/jobs")
 async def run_job(job: JobRunRequest, pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ComposeResult:
-    token = job_id_var.set(job.job_id)
+    job_token, channel_token = job_id_var.set(job.job_id), channel_id_var.set(job.channel_id)
     try:
         return await pipeline.run_job(job)
     except DependencyUnavailable as exc:
         raise _unavailable(exc) from exc
     finally:
-        job_id_var.reset(token)
+        job_id_var.reset(job_token)
+        channel_id_var.reset(channel_token)
 
 
 @router.post("/compose")

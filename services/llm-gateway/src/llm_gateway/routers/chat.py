@@ -1,42 +1,72 @@
-"""The OpenAI-compatible door: POST /v1/chat/completions and GET /v1/models."""
+"""The OpenAI-compatible door: POST /v1/chat/completions (JSON or SSE) and GET /v1/models."""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from llm_gateway.upstream import Upstream, UpstreamError, openai_error
+from llm_gateway.errors import GatewayError, invalid_request
+from llm_gateway.gateway import Gateway
+from llm_gateway.tracking import CallContext
 from technoshare_common.auth import require_service_token
+from technoshare_common.context import (
+    CHANNEL_HEADER,
+    JOB_ID_HEADER,
+    PERSONA_HEADER,
+    STAGE_HEADER,
+    TRACEPARENT_HEADER,
+)
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_service_token)])
 
-PERSONA_HEADER = "x-technoshare-persona"
+
+def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
 
 
-def get_upstream(request: Request) -> Upstream:
-    return request.app.state.upstream
+def call_context(request: Request) -> CallContext:
+    headers = request.headers
+    return CallContext(
+        persona=headers.get(PERSONA_HEADER) or "unknown",
+        stage=headers.get(STAGE_HEADER),
+        job_id=headers.get(JOB_ID_HEADER),
+        channel_id=headers.get(CHANNEL_HEADER),
+        trace_headers={TRACEPARENT_HEADER: value} if (value := headers.get(TRACEPARENT_HEADER)) else {},
+    )
 
 
-@router.post("/chat/completions")
-async def chat_completions(request: Request, upstream: Annotated[Upstream, Depends(get_upstream)]) -> JSONResponse:
+def error_response(error: GatewayError) -> JSONResponse:
+    return JSONResponse(error.body, status_code=error.status_code, headers=error.headers)
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    request: Request,
+    gateway: Annotated[Gateway, Depends(get_gateway)],
+    context: Annotated[CallContext, Depends(call_context)],
+) -> Response:
     try:
-        body: dict[str, Any] = await request.json()
+        body: Any = await request.json()
     except ValueError:
-        return JSONResponse(openai_error("request body is not JSON", "invalid_request_error"), status_code=400)
-    if not isinstance(body, dict) or not body.get("model") or not isinstance(body.get("messages"), list):
-        return JSONResponse(
-            openai_error("'model' and 'messages' are required", "invalid_request_error"), status_code=400
-        )
-    persona = request.headers.get(PERSONA_HEADER, "unknown")
+        return error_response(invalid_request("the request body is not JSON"))
     try:
-        return JSONResponse(await upstream.chat(body, persona))
-    except UpstreamError as exc:
-        return JSONResponse(exc.body, status_code=exc.status_code)
+        if isinstance(body, dict) and body.get("stream") is True:
+            relay = await gateway.open_stream(body, context)
+            return StreamingResponse(
+                relay.events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+            )
+        payload, record = await gateway.complete(body, context)
+    except GatewayError as error:
+        return error_response(error)
+    headers = {"x-technoshare-model": record.model}
+    if record.fallback_from:
+        headers["x-technoshare-fallback-from"] = record.fallback_from
+    return JSONResponse(payload, headers=headers)
 
 
 @router.get("/models")
-async def models(upstream: Annotated[Upstream, Depends(get_upstream)]) -> JSONResponse:
+async def models(gateway: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
     try:
-        return JSONResponse(await upstream.models())
-    except UpstreamError as exc:
-        return JSONResponse(exc.body, status_code=exc.status_code)
+        return JSONResponse({"object": "list", "data": await gateway.router.models()})
+    except GatewayError as error:
+        return error_response(error)

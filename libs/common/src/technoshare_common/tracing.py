@@ -1,0 +1,176 @@
+"""MLflow tracing for every service, continued across hops by W3C `traceparent`, and never in the way of a job.
+
+Tracing is active only when MLFLOW_TRACKING_URI is set and MLFLOW_ENABLE_TRACING is not false. Every
+MLflow call here is guarded: a tracing failure is logged and the traced work goes on untraced.
+"""
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from technoshare_common.context import TRACEPARENT_HEADER
+
+log = logging.getLogger(__name__)
+
+
+class NoopSpan:
+    """Stands in for an MLflow span when tracing is off, so callers never branch on it."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        pass
+
+    def set_inputs(self, inputs: Any) -> None:
+        pass
+
+    def set_outputs(self, outputs: Any) -> None:
+        pass
+
+
+NOOP_SPAN = NoopSpan()
+
+
+def _quiet_mlflow_defaults() -> None:
+    # Offline and lean: no telemetry, no model catalog lookups, and short retries toward the server.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+class Tracer:
+    def __init__(self) -> None:
+        self.active = False
+        self.service = "unknown"
+
+    def configure(self, service: str, tracking_uri: str | None, experiment: str, enabled: bool = True) -> None:
+        """Resolve the experiment in the background: an unreachable MLflow must not delay start-up."""
+        self.service = service
+        if not enabled:
+            log.info("MLflow tracing is disabled (MLFLOW_ENABLE_TRACING=false)")
+            return
+        if not tracking_uri:
+            log.info("MLflow tracing is off: MLFLOW_TRACKING_URI is not set")
+            return
+        _quiet_mlflow_defaults()
+        threading.Thread(
+            target=self._connect, args=(tracking_uri, experiment), name="mlflow-tracing-setup", daemon=True
+        ).start()
+
+    def _connect(self, tracking_uri: str, experiment: str) -> None:
+        try:
+            import mlflow
+
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_experiment(experiment)
+        except Exception as exc:
+            log.warning("MLflow is unavailable; tracing stays off", extra={"error": str(exc)[:300]})
+            return
+        self.active = True
+        log.info("MLflow tracing on", extra={"tracking_uri": tracking_uri, "experiment": experiment})
+
+    @contextlib.contextmanager
+    def span(
+        self, name: str, span_type: str = "UNKNOWN", attributes: dict[str, Any] | None = None, inputs: Any = None
+    ) -> Iterator[Any]:
+        """A span in the current trace (or a new one); the work inside runs whether or not MLflow cooperates."""
+        if not self.active:
+            yield NOOP_SPAN
+            return
+        try:
+            import mlflow
+
+            manager = mlflow.start_span(name=name, span_type=span_type, attributes=attributes)
+            live = manager.__enter__()
+            if inputs is not None:
+                live.set_inputs(inputs)
+        except Exception as exc:
+            log.debug("could not start span", extra={"span": name, "error": str(exc)[:200]})
+            yield NOOP_SPAN
+            return
+        try:
+            yield live
+        except BaseException as error:
+            _exit_quietly(manager, error)
+            raise
+        _exit_quietly(manager, None)
+
+    @contextlib.contextmanager
+    def continued_from(self, headers: Mapping[str, str]) -> Iterator[None]:
+        """Spans opened inside become children of the caller's span named by `traceparent`."""
+        traceparent = headers.get(TRACEPARENT_HEADER)
+        if not self.active or not traceparent:
+            yield
+            return
+        try:
+            from mlflow.tracing.distributed import set_tracing_context_from_http_request_headers
+
+            manager = set_tracing_context_from_http_request_headers({TRACEPARENT_HEADER: traceparent})
+            manager.__enter__()
+        except Exception as exc:
+            log.debug("could not continue the caller's trace", extra={"error": str(exc)[:200]})
+            yield
+            return
+        try:
+            yield
+        except BaseException as error:
+            _exit_quietly(manager, error)
+            raise
+        _exit_quietly(manager, None)
+
+    def record_span(
+        self,
+        name: str,
+        span_type: str,
+        *,
+        start_time_ns: int,
+        attributes: dict[str, Any],
+        inputs: Any = None,
+        outputs: Any = None,
+        parent_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """A finished span, recorded after the fact: it costs the traced work nothing while it runs."""
+        if not self.active:
+            return
+        try:
+            import mlflow
+
+            with self.continued_from(parent_headers or {}):
+                span = mlflow.start_span_no_context(
+                    name, span_type=span_type, inputs=inputs, attributes=attributes, start_time_ns=start_time_ns
+                )
+                span.end(outputs=outputs)
+        except Exception as exc:
+            log.debug("could not record span", extra={"span": name, "error": str(exc)[:200]})
+
+    def traceparent(self) -> str | None:
+        """The `traceparent` that makes a callee's spans children of the current span, if there is one."""
+        if not self.active:
+            return None
+        try:
+            import mlflow
+            from mlflow.tracing.distributed import get_tracing_context_headers_for_http_request
+
+            if mlflow.get_current_active_span() is None:
+                return None
+            return get_tracing_context_headers_for_http_request().get(TRACEPARENT_HEADER)
+        except Exception:
+            return None
+
+
+def _exit_quietly(manager: Any, error: BaseException | None) -> None:
+    try:
+        if error is None:
+            manager.__exit__(None, None, None)
+        else:
+            manager.__exit__(type(error), error, error.__traceback__)
+    except Exception as exc:
+        log.debug("could not end span", extra={"error": str(exc)[:200]})
+
+
+tracer = Tracer()
