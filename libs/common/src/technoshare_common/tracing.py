@@ -41,6 +41,9 @@ def _quiet_mlflow_defaults() -> None:
     os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    # With OTel's batch processor, a span whose parent lives in another service is exported after
+    # MLflow forgot the remote trace and is dropped; inline hand-off to MLflow's async queue keeps it.
+    os.environ.setdefault("MLFLOW_USE_BATCH_SPAN_PROCESSOR", "false")
 
 
 class Tracer:

@@ -129,7 +129,9 @@ class SpendLedger:
         insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
         with self._engine.begin() as connection:
             for persona, cost in pending.items():
-                statement = insert(spend_table).values(day=day, persona=persona, cost_usd=cost, calls=calls.get(persona, 0))
+                statement = insert(spend_table).values(
+                    day=day, persona=persona, cost_usd=cost, calls=calls.get(persona, 0)
+                )
                 connection.execute(
                     statement.on_conflict_do_update(
                         index_elements=["day", "persona"],

@@ -1,0 +1,137 @@
+"""The gateway's calls in MLflow: an LLM span in the caller's trace, optional per-call runs, and no harm when down."""
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import openai
+import pytest
+from mlflow import MlflowClient
+from mlflow.tracing.distributed import get_tracing_context_headers_for_http_request
+
+from llm_gateway.client import achat_with_tracking
+from llm_gateway.gateway import SPAN_NAME, Gateway
+from llm_gateway.settings import GatewaySettings
+from tests.support.openai_upstream import OpenAIUpstream
+from tests.support.servers import ServiceProcess, free_port, serve_in_thread, wait_until
+
+GPT_4O_MINI_COST = 0.0003369
+
+
+@pytest.fixture
+def upstream_url() -> Iterator[str]:
+    with serve_in_thread(OpenAIUpstream().app) as url:
+        yield url
+
+
+def start_gateway_process(upstream_url: str, tmp_path: Path, tracking_uri: str) -> ServiceProcess:
+    process = ServiceProcess(
+        "llm_gateway",
+        free_port(),
+        {
+            "LLM_UPSTREAM_BASE_URL": f"{upstream_url}/v1",
+            "OPENAI_API_KEY": "sk-upstream-secret",
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "TECHNOSHARE_INTERNAL_TOKEN": "t",
+        },
+        tmp_path,
+    )
+    process.start()
+    return process
+
+
+def test_each_call_is_an_llm_span_in_the_callers_trace(upstream_url: str, tmp_path: Path, mlflow_server: str) -> None:
+    gateway = start_gateway_process(upstream_url, tmp_path, mlflow_server)
+    try:
+        wait_until(lambda: "MLflow tracing on" in gateway.log_path.read_text(), timeout=60, what="gateway tracing")
+        mlflow.set_tracking_uri(mlflow_server)
+        mlflow.set_experiment("technoshare_commentator")
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="t", max_retries=0)
+        with mlflow.start_span("stage_a.run", span_type="LLM") as caller:
+            headers = get_tracing_context_headers_for_http_request()
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "hi"}],
+                extra_headers={
+                    **headers,
+                    "X-Technoshare-Persona": "stage_a",
+                    "X-Technoshare-Stage": "stage_a",
+                    "X-Job-Id": "job-42",
+                    "X-Technoshare-Channel": "C123",
+                },
+            )
+        mlflow.flush_trace_async_logging()
+
+        def gateway_span() -> Any:
+            trace = mlflow.get_trace(caller.trace_id)
+            spans = [span for span in trace.data.spans if span.name == SPAN_NAME] if trace else []
+            return (trace, spans[0]) if spans else None
+
+        trace, span = wait_until(gateway_span, timeout=30, interval=0.5, what="the gateway's span")
+    finally:
+        gateway.stop()
+    assert span.span_type == "LLM"
+    assert span.parent_id == caller.span_id
+    assert span.attributes["mlflow.chat.tokenUsage"] == {
+        "input_tokens": 2006,
+        "output_tokens": 300,
+        "total_tokens": 2306,
+        "cache_read_input_tokens": 1920,
+    }
+    assert span.attributes["mlflow.llm.cost"]["total_cost"] == pytest.approx(GPT_4O_MINI_COST)
+    assert span.attributes["persona"] == "stage_a"
+    assert span.attributes["job_id"] == "job-42"
+    assert span.attributes["channel_id"] == "C123"
+    assert span.attributes["mlflow.llm.model"] == "gpt-4o-mini"
+    assert span.inputs["messages"] == [{"role": "user", "content": "hi"}]
+    assert trace.info.token_usage["total_tokens"] == 2306
+    assert "sk-upstream-secret" not in str(trace.to_dict())
+
+
+async def test_per_call_runs_follow_the_established_schema(upstream_url: str, mlflow_server: str) -> None:
+    settings = GatewaySettings(
+        LLM_UPSTREAM_BASE_URL=f"{upstream_url}/v1",
+        OPENAI_API_KEY="sk-upstream-secret",
+        MLFLOW_TRACKING_URI=mlflow_server,
+        LLM_LOG_CALL_RUNS=True,
+    )
+    gateway = Gateway(settings)
+    try:
+        await achat_with_tracking("gpt-4o-mini", "hi", persona_id="stage_b", job_id="job-7", gateway=gateway)
+        assert gateway.accounting.call_runs is not None
+        gateway.accounting.call_runs.flush()
+    finally:
+        await gateway.aclose()
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name(f"stage_b_{dt.datetime.now(dt.UTC):%Y-%m-%d}")
+    assert experiment is not None
+    [run] = client.search_runs([experiment.experiment_id], filter_string="tags.job_id = 'job-7'")
+    assert run.data.params["persona_id"] == "stage_b"
+    assert run.data.params["model"] == "gpt-4o-mini"
+    assert '"content": "hi"' in run.data.params["prompt"]
+    assert run.data.params["response"] == "Gateways count tokens."
+    assert run.data.metrics["prompt_tokens"] == 2006
+    assert run.data.metrics["completion_tokens"] == 300
+    assert run.data.metrics["total_tokens"] == 2306
+    assert run.data.metrics["cost_usd"] == pytest.approx(GPT_4O_MINI_COST)
+    assert run.data.metrics["latency_ms"] > 0
+
+
+def test_calls_go_on_when_mlflow_is_unreachable(upstream_url: str, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    gateway = start_gateway_process(upstream_url, tmp_path, dead)
+    try:
+        wait_until(lambda: "MLflow is unavailable" in gateway.log_path.read_text(), timeout=60, what="the warning")
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="t", max_retries=0)
+        start = time.perf_counter()
+        for _ in range(5):
+            completion = client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+            )
+            assert completion.usage is not None and completion.usage.total_tokens == 2306
+        assert time.perf_counter() - start < 2.0
+    finally:
+        gateway.stop()
