@@ -22,6 +22,16 @@ install: .venv/.synced
 
 model: .cache/model/.done
 
+# LiteLLM's proxy, the benchmark's point of comparison, in a venv of its own (its pins are not ours).
+LITELLM_VERSION := 1.106.2
+.cache/litellm/.done: $(UV)
+	$(UV) venv --quiet --python python3 .cache/litellm
+	$(UV) pip install --quiet --python .cache/litellm/bin/python 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
+
+bench: install .cache/litellm/.done
+	$(PY) benchmarks/gateway_overhead.py
+
 up: install model
 	$(PY) scripts/stack.py up
 

@@ -61,6 +61,8 @@ def service_env() -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         "JOB_STORE_DATABASE_URL": f"sqlite:///{RUN / 'jobs.db'}",
         "POSTER_DATABASE_URL": f"sqlite:///{RUN / 'poster.db'}",
+        "LLM_SPEND_DATABASE_URL": f"sqlite:///{RUN / 'llm_spend.db'}",
+        "TIKTOKEN_CACHE_DIR": str(ROOT / ".cache" / "tiktoken"),
         **local_secrets(),
     }
     if not os.environ.get("OPENAI_API_KEY"):
@@ -79,7 +81,9 @@ def service_env() -> dict[str, str]:
             "RETRIEVAL_ALLOWED_HOSTS": "127.0.0.1",
         }
     # Whatever the user exported wins over these defaults.
-    return env | {k: v for k, v in os.environ.items() if k in env or k.startswith(("SLACK_", "OPENAI_", "STAGE_"))}
+    return env | {
+        k: v for k, v in os.environ.items() if k in env or k.startswith(("SLACK_", "OPENAI_", "STAGE_", "LLM_"))
+    }
 
 
 def service_command(module: str, port: int) -> list[str]:

@@ -84,6 +84,15 @@ class SpendLedger:
             return sum(self._synced.values()) + sum(self._pending.values())
         return self._synced.get(persona, 0.0) + self._pending.get(persona, 0.0)
 
+    def headroom(self, persona: str) -> float | None:
+        """USD left under the tightest budget that applies to the persona; None when none does."""
+        left = []
+        if (limit := self.persona_limits.get(persona)) is not None:
+            left.append(limit - self.spent(persona))
+        if self.global_limit is not None:
+            left.append(self.global_limit - self.spent())
+        return min(left) if left else None
+
     def check(self, persona: str, estimated_cost: float) -> None:
         """Refuse a call that would start over a budget (its prompt cost estimated before the call)."""
         limit = self.persona_limits.get(persona)

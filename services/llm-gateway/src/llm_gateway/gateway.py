@@ -3,11 +3,12 @@
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import httpx
+import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from llm_gateway.budgets import SpendLedger
@@ -21,7 +22,7 @@ from llm_gateway.metrics import (
     BoundedLabel,
 )
 from llm_gateway.prices import PriceTable
-from llm_gateway.providers import ProviderRouter, Upstream
+from llm_gateway.providers import ProviderRouter, Upstream, UpstreamResponse
 from llm_gateway.resilience import CircuitOpen, RetryAfterOrBackoff
 from llm_gateway.settings import GatewaySettings
 from llm_gateway.tokens import count_prompt_tokens, count_text_tokens
@@ -38,7 +39,7 @@ SPAN_NAME = "llm_gateway.chat_completion"
 class OpenedCall:
     """An upstream answered successfully (a stream's body still unread)."""
 
-    response: httpx.Response
+    response: UpstreamResponse
     requested_model: str
     model: str
     upstream: Upstream
@@ -92,10 +93,10 @@ def _message_text(message: dict[str, Any]) -> str:
 
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.prices = PriceTable.load(settings.resolved_prices_file)
-        self.router = ProviderRouter(settings, transport)
+        self.router = ProviderRouter(settings)
         self.model_label = BoundedLabel(settings.max_label_values)
         self.persona_label = BoundedLabel(settings.max_label_values)
         self.ledger = SpendLedger(
@@ -115,8 +116,16 @@ class Gateway:
         await self.ledger.aclose()
         await self.router.aclose()
 
-    async def complete(self, body: dict[str, Any], context: CallContext) -> tuple[dict[str, Any], CallRecord]:
-        """A non-streamed chat completion, with `usage.cost_usd` added."""
+    async def complete(
+        self,
+        body: dict[str, Any],
+        context: CallContext,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+    ) -> tuple[dict[str, Any], CallRecord]:
+        """A non-streamed chat completion, with `usage.cost_usd` added.
+
+        `defer` lets the HTTP door count the call after the response is sent, off the caller's latency.
+        """
         started, started_ns = time.perf_counter(), time.time_ns()
         opened = await self._open({**body, "stream": False}, context)
         payload = opened.response.json()
@@ -127,7 +136,13 @@ class Gateway:
         )
         record = self._record(opened, payload.get("model"), usage, time.perf_counter() - started)
         payload["usage"] = usage_with_cost(payload.get("usage"), usage, _total(record))
-        self._account(record, context, body, message, started_ns)
+        if record.cost is not None:
+            self.ledger.add(context.persona, record.cost.total_usd)
+        account = partial(self._account, record, context, body, message, started_ns)
+        if defer is None:
+            account()
+        else:
+            defer(account)
         LLM_GATEWAY_OVERHEAD.observe(
             max(0.0, time.perf_counter() - started - opened.upstream_seconds - opened.waited_seconds)
         )
@@ -143,13 +158,21 @@ class Gateway:
         validate_request(body)
         self.ledger.start()
         try:
-            if self.ledger.has_limits:
-                prompt_tokens = count_prompt_tokens(body["model"], body["messages"], body.get("tools"))
-                self.ledger.check(context.persona, self.prices.prompt_cost_estimate(body["model"], prompt_tokens))
+            self._check_budget(body, context.persona)
             return await self._call_with_fallback(body)
         except GatewayError as error:
             self.accounting.record_failure(body["model"], error.status_label)
             raise
+
+    def _check_budget(self, body: dict[str, Any], persona: str) -> None:
+        headroom = self.ledger.headroom(persona)
+        if headroom is None:
+            return
+        # A token is at least one UTF-8 byte: when even that bound fits the budget, tiktoken is not needed.
+        upper_bound = sum(len(str(m.get("content") or "")) * 4 + 16 for m in body["messages"])
+        if body.get("tools") or self.prices.prompt_cost_estimate(body["model"], upper_bound) >= headroom:
+            prompt_tokens = count_prompt_tokens(body["model"], body["messages"], body.get("tools"))
+            self.ledger.check(persona, self.prices.prompt_cost_estimate(body["model"], prompt_tokens))
 
     async def _call_with_fallback(self, body: dict[str, Any]) -> OpenedCall:
         requested = body["model"]
@@ -186,7 +209,14 @@ class Gateway:
 
     async def _call_with_retries(
         self, upstream: Upstream, body: dict[str, Any], totals: dict[str, float]
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
+        # The common case, one successful attempt, pays nothing for the retry machinery.
+        try:
+            return await self._attempt(upstream, body, totals)
+        except GatewayError as error:
+            if not _retry_on_same_upstream(error) or self.settings.max_retries == 0:
+                raise
+            made = [error]
         model = body["model"]
 
         def before_sleep(state: RetryCallState) -> None:
@@ -205,15 +235,20 @@ class Gateway:
         )
         async for attempt in retrying:
             with attempt:
-                totals["attempts"] += 1
-                start = time.perf_counter()
-                try:
-                    return await upstream.open(body)
-                finally:
-                    elapsed = time.perf_counter() - start
-                    totals["upstream"] += elapsed
-                    LLM_UPSTREAM_LATENCY.labels(self.model_label(model)).observe(elapsed)
+                if made:
+                    raise made.pop()  # the first attempt, already made above
+                return await self._attempt(upstream, body, totals)
         raise AssertionError("unreachable")
+
+    async def _attempt(self, upstream: Upstream, body: dict[str, Any], totals: dict[str, float]) -> UpstreamResponse:
+        totals["attempts"] += 1
+        start = time.perf_counter()
+        try:
+            return await upstream.open(body)
+        finally:
+            elapsed = time.perf_counter() - start
+            totals["upstream"] += elapsed
+            LLM_UPSTREAM_LATENCY.labels(self.model_label(body["model"])).observe(elapsed)
 
     def _estimate(self, body: dict[str, Any], model: str, completion_text: str) -> CallUsage:
         return CallUsage(
@@ -246,8 +281,6 @@ class Gateway:
         message: dict[str, Any],
         started_ns: int,
     ) -> None:
-        if record.cost is not None:
-            self.ledger.add(context.persona, record.cost.total_usd)
         attributes = self.accounting.record_success(record, context)
         tracer.record_span(
             SPAN_NAME,
@@ -290,7 +323,7 @@ class StreamRelay:
         first_token: float | None = None
         last_chunk: dict[str, Any] = {}
         try:
-            async for line in opened.response.aiter_lines():
+            async for line in opened.response.lines():
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
@@ -321,7 +354,7 @@ class StreamRelay:
                         del chunk["usage"]
                     data = json.dumps(chunk, separators=(",", ":"))
                 yield f"data: {data}\n\n".encode()
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("the upstream stream broke off", extra={"error": f"{type(exc).__name__}: {exc}"})
             error = {"error": {"message": "the upstream stream broke off", "type": "api_connection_error"}}
             yield f"data: {json.dumps(error)}\n\n".encode()
@@ -331,6 +364,8 @@ class StreamRelay:
                 usage = gateway._estimate(self.body, opened.model, "".join(text))
             record = gateway._record(opened, reported_model, usage, time.perf_counter() - self.started)
             record.time_to_first_token = first_token
+            if record.cost is not None:
+                gateway.ledger.add(self.context.persona, record.cost.total_usd)
             gateway._account(
                 record, self.context, self.body, {"role": "assistant", "content": "".join(text)}, self.started_ns
             )

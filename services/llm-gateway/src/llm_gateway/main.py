@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from llm_gateway.gateway import Gateway
 from llm_gateway.routers import chat
 from llm_gateway.settings import GatewaySettings
-from llm_gateway.tokens import prepare_tiktoken_cache
+from llm_gateway.tokens import prepare_tiktoken_cache, warm_up
 from technoshare_common.app import create_app
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,8 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     prepare_tiktoken_cache()
     gateway = Gateway(settings)
+    if gateway.ledger.has_limits:
+        warm_up()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

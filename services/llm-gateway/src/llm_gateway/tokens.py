@@ -21,6 +21,7 @@ DEFAULT_ENCODING = "o200k_base"
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING_TOKENS = 3
+ROLE_TOKENS = 1  # system, user, assistant and tool are one token each in both encodings
 
 
 def prepare_tiktoken_cache(cache_dir: Path | None = None) -> Path:
@@ -73,9 +74,8 @@ def count_prompt_tokens(model: str, messages: list[dict[str, Any]], tools: list[
     encoding = _encoding(encoding_name_for(model))
     total = REPLY_PRIMING_TOKENS
     for message in messages:
-        total += TOKENS_PER_MESSAGE
+        total += TOKENS_PER_MESSAGE + ROLE_TOKENS
         total += len(encoding.encode(_content_text(message.get("content")), disallowed_special=()))
-        total += len(encoding.encode(str(message.get("role", "")), disallowed_special=()))
         if message.get("name"):
             total += TOKENS_PER_NAME + len(encoding.encode(str(message["name"]), disallowed_special=()))
         for call in message.get("tool_calls") or []:
@@ -85,6 +85,14 @@ def count_prompt_tokens(model: str, messages: list[dict[str, Any]], tools: list[
     if tools:
         total += len(encoding.encode(json.dumps(tools, separators=(",", ":")), disallowed_special=()))
     return total
+
+
+def warm_up() -> None:
+    """Load the current models' encoding now (about a second), not on the first call that needs it.
+
+    cl100k_base, for older models only, loads on first use: each encoding holds about 100 MB.
+    """
+    _encoding(DEFAULT_ENCODING)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The OpenAI-compatible door: POST /v1/chat/completions (JSON or SSE) and GET /v1/models."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llm_gateway.errors import GatewayError, invalid_request
@@ -20,7 +21,7 @@ from technoshare_common.context import (
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_service_token)])
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
@@ -35,16 +36,20 @@ def call_context(request: Request) -> CallContext:
     )
 
 
+async def _on_loop(account: Callable[[], None]) -> None:
+    """Runs right after the response is sent, on the event loop (a sync task would take a thread)."""
+    account()
+
+
 def error_response(error: GatewayError) -> JSONResponse:
     return JSONResponse(error.body, status_code=error.status_code, headers=error.headers)
 
 
+# The hot path takes plain Request and reads what it needs itself: no per-call dependency solving.
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(
-    request: Request,
-    gateway: Annotated[Gateway, Depends(get_gateway)],
-    context: Annotated[CallContext, Depends(call_context)],
-) -> Response:
+async def chat_completions(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    context = call_context(request)
     try:
         body: Any = await request.json()
     except ValueError:
@@ -55,13 +60,14 @@ async def chat_completions(
             return StreamingResponse(
                 relay.events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
             )
-        payload, record = await gateway.complete(body, context)
+        accounting = BackgroundTasks()
+        payload, record = await gateway.complete(body, context, defer=lambda fn: accounting.add_task(_on_loop, fn))
     except GatewayError as error:
         return error_response(error)
     headers = {"x-technoshare-model": record.model}
     if record.fallback_from:
         headers["x-technoshare-fallback-from"] = record.fallback_from
-    return JSONResponse(payload, headers=headers)
+    return JSONResponse(payload, headers=headers, background=accounting)
 
 
 @router.get("/models")
