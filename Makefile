@@ -25,7 +25,7 @@ model: .cache/model/.done
 # LiteLLM's proxy, the benchmark's point of comparison, in a venv of its own (its pins are not ours).
 LITELLM_VERSION := 1.106.2
 .cache/litellm/.done: $(UV)
-	$(UV) venv --quiet --python python3 .cache/litellm
+	$(UV) venv --quiet --clear --python python3 .cache/litellm
 	$(UV) pip install --quiet --python .cache/litellm/bin/python 'litellm[proxy]==$(LITELLM_VERSION)'
 	touch $@
 

@@ -339,6 +339,7 @@ async def test_the_library_door_shares_the_implementation(
     assert tracked.text == http.choices[0].message.content == ANSWER
     assert tracked.cost_usd == pytest.approx((http.usage.model_extra or {})["cost_usd"])  # type: ignore[union-attr]
     assert tracked.usage.cached_tokens == 1920 and tracked.usage.estimated is False
+    assert tracked.usage.unpriced_calls == 0
     assert gateway.upstream.requests[-1]["body"]["messages"] == HI
 
 
@@ -375,3 +376,20 @@ def test_the_llamacpp_dialect_keeps_the_schema_and_adds_a_repeat_penalty() -> No
         "model": "m",
         "response_format": SCHEMA_FORMAT,
     }
+
+
+async def test_composer_treats_a_spent_budget_as_the_jobs_outcome_not_a_retry(start_gateway: Any) -> None:
+    from composer.llm import LLMClient, LLMUnavailable, usage_from
+    from composer.settings import ComposerSettings
+
+    running = start_gateway(LLM_PERSONA_BUDGETS_USD_PER_DAY={"stage_b": 0.0})
+    llm = LLMClient(ComposerSettings(LLM_GATEWAY_URL=running.url, TECHNOSHARE_INTERNAL_TOKEN=TOKEN))
+    try:
+        first = await llm.chat(persona="stage_a", model="mystery-model", messages=HI, parameters={})
+        with pytest.raises(openai.RateLimitError) as refused:
+            await llm.chat(persona="stage_b", model="gpt-4o-mini", messages=HI, parameters={})
+    finally:
+        await llm.aclose()
+    assert not isinstance(refused.value, LLMUnavailable) and refused.value.code == "budget_exceeded"
+    assert first.usage.unpriced_calls == 1 and first.usage.cost_usd == 0.0
+    assert usage_from({"prompt_tokens": 1, "cost_usd": 0.5}).unpriced_calls == 0

@@ -114,6 +114,8 @@ class TokenUsage(BaseModel):
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
     estimated: bool = False
+    # Calls to a model missing from the price table: their cost is unknown, not part of cost_usd.
+    unpriced_calls: int = 0
 
     def __add__(self, other: "TokenUsage") -> "TokenUsage":
         return TokenUsage(
@@ -124,6 +126,7 @@ class TokenUsage(BaseModel):
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             cost_usd=self.cost_usd + other.cost_usd,
             estimated=self.estimated or other.estimated,
+            unpriced_calls=self.unpriced_calls + other.unpriced_calls,
         )
 
 

@@ -44,6 +44,7 @@ def usage_from(payload: dict[str, Any] | None) -> TokenUsage:
         reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
         cost_usd=payload.get("cost_usd") or 0.0,
         estimated=bool(payload.get("estimated")),
+        unpriced_calls=int("cost_usd" in payload and payload["cost_usd"] is None),
     )
 
 

@@ -88,6 +88,7 @@ async def achat_with_tracking(
             reasoning_tokens=record.usage.reasoning_tokens,
             cost_usd=usage.get("cost_usd") or 0.0,
             estimated=record.usage.estimated,
+            unpriced_calls=int(record.cost is None),
         ),
         cost_usd=usage.get("cost_usd"),
         latency_ms=(time.perf_counter() - start) * 1000,
