@@ -7,6 +7,7 @@ Reads the local signing secret and service token from .run/local.env (made by `m
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -54,6 +55,29 @@ def signed_event(secret: str, url: str) -> tuple[bytes, dict[str, str], str]:
     return body, headers, message_ts
 
 
+def mlflow_run_link(job_id: str, timeout: float = 30.0) -> str | None:
+    """The job's run in the MLflow UI; composer logs it in the background, so wait for it a little."""
+    base = os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000").rstrip("/")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = httpx.get(
+                f"{base}/api/2.0/mlflow/experiments/get-by-name",
+                params={"experiment_name": "technoshare_commentator"},
+                timeout=5,
+            )
+            if found.status_code == 200:
+                experiment = found.json()["experiment"]["experiment_id"]
+                search = {"experiment_ids": [experiment], "filter": f"tags.job_id = '{job_id}' and tags.outcome != ''"}
+                runs = httpx.post(f"{base}/api/2.0/mlflow/runs/search", json=search, timeout=5).json().get("runs")
+                if runs:
+                    return f"{base}/#/experiments/{experiment}/runs/{runs[0]['info']['run_id']}"
+        except httpx.HTTPError:
+            return None
+        time.sleep(1)
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", default=DEFAULT_URL)
@@ -98,6 +122,8 @@ def main() -> int:
     print("--------------------------------")
     posted = job["slack_message_ts"]
     print(f"posted in Slack as ts={posted}" if posted else "dry run: not posted (set SLACK_BOT_TOKEN to post)")
+    link = mlflow_run_link(job["id"])
+    print(f"MLflow run: {link}" if link else "MLflow run: not found (is MLflow up? see .run/logs/mlflow.log)")
     return 0 if job["outcome"] in ("success", "gate_failed") else 1
 
 

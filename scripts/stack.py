@@ -5,7 +5,8 @@
     python scripts/stack.py env     # print the environment the services get
 
 Without OPENAI_API_KEY the bundled SmolLM2-135M-Instruct model answers through llama.cpp; without
-SLACK_BOT_TOKEN poster is a dry run. SAMPLES=1 (the default) points the arXiv and GitHub adapters
+SLACK_BOT_TOKEN poster is a dry run. MLflow runs on :5000 (SQLite .run/mlflow.db, artifacts in
+.run/mlartifacts); every job leaves a run there. SAMPLES=1 (the default) points the arXiv and GitHub adapters
 at the local sample site, so the bundled sample links work offline; SAMPLES=0 uses the real APIs.
 """
 
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
 BIN = Path(sys.executable).parent
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
+MLFLOW_URL = "http://127.0.0.1:5000"
 
 
 @dataclass
@@ -63,6 +65,8 @@ def service_env() -> dict[str, str]:
         "POSTER_DATABASE_URL": f"sqlite:///{RUN / 'poster.db'}",
         "LLM_SPEND_DATABASE_URL": f"sqlite:///{RUN / 'llm_spend.db'}",
         "TIKTOKEN_CACHE_DIR": str(ROOT / ".cache" / "tiktoken"),
+        "MLFLOW_TRACKING_URI": MLFLOW_URL,
+        "MLFLOW_SPOOL_DIR": str(RUN / "mlflow-spool"),
         **local_secrets(),
     }
     if not os.environ.get("OPENAI_API_KEY"):
@@ -97,7 +101,18 @@ def processes() -> list[Process]:
     def service(name: str, module: str, port: int) -> Process:
         return Process(name, service_command(module, port), f"http://127.0.0.1:{port}/readyz", env)
 
-    stack = []
+    stack = [
+        Process(
+            "mlflow",
+            [str(ROOT / "scripts" / "start_mlflow.sh")],
+            f"{MLFLOW_URL}/health",
+            {
+                "MLFLOW_BACKEND_STORE": f"sqlite:///{RUN / 'mlflow.db'}",
+                "MLFLOW_ARTIFACT_ROOT": str(RUN / "mlartifacts"),
+            },
+            startup_seconds=180.0,
+        )
+    ]
     if env.get("LLM_UPSTREAM_KIND") == "llamacpp":
         stack.append(
             Process(
@@ -175,7 +190,9 @@ def up() -> None:
     (RUN / "pids").mkdir(parents=True, exist_ok=True)
     (RUN / "logs").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    for process in processes():
+    stack = processes()
+    # Start everything, then wait: readiness checks poll, so the slow starters overlap.
+    for process in stack:
         if running_pid(process.name) is None:
             log = (RUN / "logs" / f"{process.name}.log").open("ab")
             child = subprocess.Popen(
@@ -187,6 +204,7 @@ def up() -> None:
                 start_new_session=True,
             )
             pid_file(process.name).write_text(str(child.pid))
+    for process in stack:
         wait_ready(process)
         print(f"  {process.name:<12} ready   {process.ready_url.rsplit('/', 1)[0]}")
     print(f"stack ready in {time.monotonic() - started:.1f}s (logs in {RUN / 'logs'})")

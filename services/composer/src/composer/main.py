@@ -11,6 +11,7 @@ from composer.projects import load_projects
 from composer.prompts import PromptStore
 from composer.routers import jobs
 from composer.settings import ComposerSettings
+from composer.tracking import JobTracker
 from technoshare_common.app import create_app
 from technoshare_common.http import ServiceClient
 
@@ -23,14 +24,19 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
     poster = ServiceClient("poster", settings.poster_url, settings)
     gateway = ServiceClient("llm-gateway", settings.llm_gateway_url, settings)
     prompts = PromptStore(settings.prompts_dir)
-    pipeline = Pipeline(settings, llm=llm, retrieval=retrieval, poster=poster, prompts=prompts, projects=projects)
+    tracker = JobTracker(settings.mlflow_tracking_uri, settings.mlflow_spool_dir, settings.mlflow_enable_tracking)
+    pipeline = Pipeline(
+        settings, llm=llm, retrieval=retrieval, poster=poster, prompts=prompts, projects=projects, tracker=tracker
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pipeline = pipeline
+        tracker.start()
         try:
             yield
         finally:
+            tracker.stop()
             await llm.aclose()
             await retrieval.aclose()
             await poster.aclose()

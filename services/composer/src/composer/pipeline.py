@@ -20,6 +20,7 @@ from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
 from composer.stage_a import StageA, StageError
 from composer.stage_b import StageB
+from composer.tracking import JobTracker
 from technoshare_common.http import ServiceClient, ServiceError
 from technoshare_common.metrics import JOBS, STAGE_LATENCY, STAGE_RUNS
 from technoshare_common.schemas import (
@@ -53,8 +54,10 @@ class Pipeline:
         poster: ServiceClient,
         prompts: PromptStore,
         projects: list[Project],
+        tracker: JobTracker | None = None,
     ) -> None:
         self.settings = settings
+        self.tracker = tracker
         self.retrieval = retrieval
         self.poster = poster
         self.prompts = prompts
@@ -72,7 +75,26 @@ class Pipeline:
         if self._should_post(result):
             await self._post(job, result)
         JOBS.labels("composer", result.outcome.value).inc()
+        if self.tracker is not None:
+            self.tracker.submit(job, result, self.run_params())
         return result
+
+    def run_params(self) -> dict[str, object]:
+        """Model settings and quality-gate configuration, as the job's MLflow params."""
+        params: dict[str, object] = {
+            "gate.tldr_sentences": self.settings.tldr_sentences,
+            "gate.summary_min_sentences": self.settings.summary_min_sentences,
+            "gate.summary_max_sentences": self.settings.summary_max_sentences,
+            "gate.repair_attempts": self.settings.repair_attempts,
+            "gate.post_on_gate_failure": self.settings.post_on_gate_failure,
+            "stage_a.tools": self.settings.stage_a_tools,
+            "stage_a.max_tool_calls": self.settings.max_tool_calls,
+            "evidence_window_chars": self.settings.evidence_window_chars,
+        }
+        for stage, name in (("stage_a", STAGE_A_PROMPT), ("stage_b", STAGE_B_PROMPT)):
+            for key, value in self.prompts.get(name).parameters.items():
+                params[f"{stage}.{key}"] = value
+        return params
 
     async def compose(self, url: str, slack_text: str, evidence: Evidence | None) -> ComposeResult:
         """The dry run: the same pipeline, never posted."""

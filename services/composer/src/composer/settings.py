@@ -1,3 +1,4 @@
+import tempfile
 from pathlib import Path
 
 from pydantic import Field
@@ -24,6 +25,13 @@ class ComposerSettings(ServiceSettings):
     job_deadline_seconds: float = Field(540.0, gt=0, validation_alias="JOB_DEADLINE_SECONDS")
     llm_timeout_seconds: float = Field(240.0, gt=0, validation_alias="LLM_TIMEOUT_SECONDS")
     llm_max_retries: int = Field(2, ge=0, validation_alias="LLM_MAX_RETRIES")
+
+    mlflow_enable_tracking: bool = Field(True, validation_alias="MLFLOW_ENABLE_TRACKING")
+    mlflow_spool_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "technoshare-mlflow-spool",
+        validation_alias="MLFLOW_SPOOL_DIR",
+        description="Job runs waiting for MLflow; keep it on a volume so a restart loses nothing.",
+    )
 
     @property
     def prompts_dir(self) -> Path:
