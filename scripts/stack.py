@@ -207,6 +207,13 @@ def up() -> None:
     for process in stack:
         wait_ready(process)
         print(f"  {process.name:<12} ready   {process.ready_url.rsplit('/', 1)[0]}")
+        if process.name == "mlflow":
+            # Register the YAML prompts (a new version only when they changed); composer loads @prod.
+            subprocess.run(
+                [str(BIN / "python"), str(ROOT / "scripts" / "sync_prompts.py"), "--tracking-uri", MLFLOW_URL],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
     print(f"stack ready in {time.monotonic() - started:.1f}s (logs in {RUN / 'logs'})")
 
 

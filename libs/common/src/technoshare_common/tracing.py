@@ -35,8 +35,11 @@ class NoopSpan:
 NOOP_SPAN = NoopSpan()
 
 
-def _quiet_mlflow_defaults() -> None:
-    # Offline and lean: no telemetry, no model catalog lookups, and short retries toward the server.
+def lean_mlflow_client() -> None:
+    """Offline and lean: no telemetry, no model catalog lookups, short retries toward the server.
+
+    MLflow's defaults retry an unreachable server for minutes; our callers have a fallback instead.
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -60,7 +63,7 @@ class Tracer:
         if not tracking_uri:
             log.info("MLflow tracing is off: MLFLOW_TRACKING_URI is not set")
             return
-        _quiet_mlflow_defaults()
+        lean_mlflow_client()
         threading.Thread(
             target=self._connect, args=(tracking_uri, experiment), name="mlflow-tracing-setup", daemon=True
         ).start()

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from composer.llm import LLMClient
 from composer.pipeline import Pipeline
 from composer.projects import load_projects
-from composer.prompts import PromptStore
+from composer.prompts import PromptRegistry, PromptStore
 from composer.routers import jobs
 from composer.settings import ComposerSettings
 from composer.tracking import JobTracker
@@ -23,7 +23,10 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
     retrieval = ServiceClient("retrieval", settings.retrieval_url, settings)
     poster = ServiceClient("poster", settings.poster_url, settings)
     gateway = ServiceClient("llm-gateway", settings.llm_gateway_url, settings)
-    prompts = PromptStore(settings.prompts_dir)
+    registry = PromptRegistry(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
+    prompts = PromptStore(
+        settings.prompts_dir, registry, alias=settings.prompt_alias, ttl=settings.prompt_cache_ttl_seconds
+    )
     tracker = JobTracker(settings.mlflow_tracking_uri, settings.mlflow_spool_dir, settings.mlflow_enable_tracking)
     pipeline = Pipeline(
         settings, llm=llm, retrieval=retrieval, poster=poster, prompts=prompts, projects=projects, tracker=tracker
@@ -33,6 +36,7 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pipeline = pipeline
         tracker.start()
+        prompts.warm_up()
         try:
             yield
         finally:

@@ -26,6 +26,10 @@ class ComposerSettings(ServiceSettings):
     llm_timeout_seconds: float = Field(240.0, gt=0, validation_alias="LLM_TIMEOUT_SECONDS")
     llm_max_retries: int = Field(2, ge=0, validation_alias="LLM_MAX_RETRIES")
 
+    prompt_alias: str = Field(
+        "prod", validation_alias="PROMPT_ALIAS", description="Registry alias the pipeline loads: prompts:/NAME@ALIAS."
+    )
+    prompt_cache_ttl_seconds: float = Field(60.0, gt=0, validation_alias="PROMPT_CACHE_TTL_SECONDS")
     mlflow_enable_tracking: bool = Field(True, validation_alias="MLFLOW_ENABLE_TRACKING")
     mlflow_spool_dir: Path = Field(
         Path(tempfile.gettempdir()) / "technoshare-mlflow-spool",

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from prometheus_client import Counter, Gauge
 
 from technoshare_common.schemas import ComposeResult, JobRunRequest
+from technoshare_common.tracing import lean_mlflow_client
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class JobTracker:
         self._thread: threading.Thread | None = None
         self._experiment_id: str | None = None
         self._available = True
+        if self.enabled:
+            lean_mlflow_client()
         if not enabled:
             log.info("MLflow tracking is disabled (MLFLOW_ENABLE_TRACKING=false)")
         elif not tracking_uri:
