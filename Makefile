@@ -31,6 +31,7 @@ LITELLM_VERSION := 1.106.2
 
 bench: install .cache/litellm/.done
 	$(PY) benchmarks/gateway_overhead.py
+	$(PY) benchmarks/tracking_overhead.py
 
 up: install model
 	$(PY) scripts/stack.py up
