@@ -16,6 +16,9 @@ ARXIV = "https://arxiv.org/abs/2106.09685"
 def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_server: str) -> None:
     env = {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_SPOOL_DIR": str(tmp_path / "spool")}
     with Stack(tmp_path, env=env) as stack:
+        for module in ("ingest", "composer", "retrieval", "llm_gateway", "poster"):
+            log = tmp_path / f"{module}.log"
+            wait_until(lambda log=log: "MLflow tracing on" in log.read_text(), timeout=60, what=f"{module} tracing")
         event = stack.message_event(f"<{ARXIV}>")
         assert stack.slack_request(event).status_code == 200
         [job] = stack.wait_jobs_done(event["event"]["ts"], 1)
@@ -38,6 +41,24 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
     assert run.data.params["gate.tldr_sentences"] == "3"
     assert run.data.metrics["gate_failures"] == 0 and run.data.metrics["total_tokens"] > 0
     assert len(client.list_artifacts(run.info.run_id)) == 6
+    trace_id = run.data.tags["trace_id"]
+    trace = wait_until(lambda: _complete_trace(client, trace_id), timeout=60, interval=0.5, what="the whole trace")
+    spans = {span.name: span for span in trace.data.spans}
+    [root] = [span for span in trace.data.spans if span.parent_id is None]
+    assert root.name == "ingest.dispatch_job"
+    assert spans["composer.run_job"].attributes["job_id"] == job["id"]
+    retrieval = spans["retrieval.fetch_evidence"]
+    assert retrieval.span_type == "RETRIEVER" and retrieval.attributes["adapter"] == "ArxivAdapter"
+    assert retrieval.attributes["coverage"] and retrieval.attributes["snippet_count"] >= 0
+    assert spans["stage_a.run"].span_type == "LLM" and "tool_calls" in spans["stage_a.run"].attributes
+    assert spans["quality_gates.validate"].attributes["gate_pass_rate"] == 1.0
+    assert "slack.post_message" in spans and "poster POST /v1/replies" in spans
+    assert "retrieval POST /v1/evidence" in spans
+    llm_spans = [span for span in trace.data.spans if span.name == "llm_gateway.chat_completion"]
+    assert len(llm_spans) >= 2 and all(span.span_type == "LLM" for span in llm_spans)
+    assert {span.attributes["persona"] for span in llm_spans} == {"stage_a", "stage_b"}
+    assert trace.info.token_usage["total_tokens"] == run.data.metrics["total_tokens"]
+    assert client.get_trace(trace_id).info.tags.get("job_id") == job["id"]
     stages = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert {child.data.tags["stage"] for child in stages} == {
         "retrieval",
@@ -46,3 +67,14 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
         "quality_gates",
         "slack_post",
     }
+
+
+def _complete_trace(client: MlflowClient, trace_id: str):  # type: ignore[no-untyped-def]
+    """Each service sends its spans on its own; wait until the last service's have landed."""
+    try:
+        trace = client.get_trace(trace_id)
+    except Exception:
+        return None
+    names = {span.name for span in trace.data.spans}
+    wanted = {"ingest.dispatch_job", "composer.run_job", "llm_gateway.chat_completion", "poster POST /v1/replies"}
+    return trace if wanted <= names else None

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from technoshare_common.logging import configure_logging
 from technoshare_common.metrics import RequestContextMiddleware, metrics_endpoint
 from technoshare_common.settings import ServiceSettings
-from technoshare_common.tracing import tracer
+from technoshare_common.tracing import TracingMiddleware, tracer
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -47,6 +47,7 @@ def create_app(
 
     app = FastAPI(title=f"technoshare-{service}", lifespan=_lifespan)
     app.state.settings = settings
+    app.add_middleware(TracingMiddleware, service=service, tracer=tracer)
     app.add_middleware(RequestContextMiddleware, service=service)
 
     @app.get("/healthz", include_in_schema=False)

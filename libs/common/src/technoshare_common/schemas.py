@@ -169,6 +169,7 @@ class ComposeResult(BaseModel):
     prompt_versions: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
     post: "ReplyResult | None" = None
+    trace_id: str | None = Field(None, description="The job's MLflow trace, when tracing is on.")
 
     @property
     def gate_failures(self) -> list[GateResult]:

@@ -154,6 +154,28 @@ class Tracer:
         except Exception as exc:
             log.debug("could not record span", extra={"span": name, "error": str(exc)[:200]})
 
+    def tag_trace(self, **tags: str) -> None:
+        """Tags on the current trace, so it can be found by job id."""
+        if not self.active:
+            return
+        try:
+            import mlflow
+
+            mlflow.update_current_trace(tags=tags)
+        except Exception as exc:
+            log.debug("could not tag the trace", extra={"error": str(exc)[:200]})
+
+    def current_trace_id(self) -> str | None:
+        if not self.active:
+            return None
+        try:
+            import mlflow
+
+            span = mlflow.get_current_active_span()
+            return span.trace_id if span is not None else None
+        except Exception:
+            return None
+
     def traceparent(self) -> str | None:
         """The `traceparent` that makes a callee's spans children of the current span, if there is one."""
         if not self.active:
@@ -167,6 +189,27 @@ class Tracer:
             return get_tracing_context_headers_for_http_request().get(TRACEPARENT_HEADER)
         except Exception:
             return None
+
+
+class TracingMiddleware:
+    """A server span for each request that arrives with a `traceparent`, as a child of the caller's span."""
+
+    def __init__(self, app: Any, service: str, tracer: "Tracer") -> None:
+        self.app = app
+        self.service = service
+        self.tracer = tracer
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.tracer.active:
+            await self.app(scope, receive, send)
+            return
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope.get("headers") or []}
+        if TRACEPARENT_HEADER not in headers:
+            await self.app(scope, receive, send)
+            return
+        name = f"{self.service} {scope.get('method', 'GET')} {scope.get('path', '')}"
+        with self.tracer.continued_from(headers), self.tracer.span(name, span_type="UNKNOWN"):
+            await self.app(scope, receive, send)
 
 
 def _exit_quietly(manager: Any, error: BaseException | None) -> None:

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import openai
 
@@ -33,8 +34,19 @@ from technoshare_common.schemas import (
     ReplyRequest,
     ReplyResult,
 )
+from technoshare_common.tracing import tracer
 
 log = logging.getLogger(__name__)
+
+# DESIGN's span names and types, per stage.
+STAGE_SPANS = {
+    "retrieval": ("retrieval.fetch_evidence", "RETRIEVER"),
+    "stage_a": ("stage_a.run", "LLM"),
+    "stage_b": ("stage_b.run", "LLM"),
+    "quality_gates": ("quality_gates.validate", "CHAIN"),
+    "repair": ("stage_b.repair", "LLM"),
+    "slack_post": ("slack.post_message", "UNKNOWN"),
+}
 
 STAGE_A_PROMPT = "stage_a_extract_facts"
 STAGE_B_PROMPT = "stage_b_compose_reply"
@@ -71,9 +83,14 @@ class Pipeline:
         )
 
     async def run_job(self, job: JobRunRequest) -> ComposeResult:
-        result = await self._compose(job.job_id, str(job.url), job.slack_text, None)
-        if self._should_post(result):
-            await self._post(job, result)
+        attributes = {"job_id": job.job_id, "url": str(job.url), "attempt": job.attempt}
+        with tracer.span("composer.run_job", span_type="CHAIN", attributes=attributes) as span:
+            tracer.tag_trace(job_id=job.job_id)
+            result = await self._compose(job.job_id, str(job.url), job.slack_text, None)
+            result.trace_id = tracer.current_trace_id()
+            if self._should_post(result):
+                await self._post(job, result)
+            span.set_attributes({"outcome": result.outcome.value, "total_tokens": result.usage.total_tokens})
         JOBS.labels("composer", result.outcome.value).inc()
         if self.tracker is not None:
             self.tracker.submit(job, result, self.run_params())
@@ -136,11 +153,14 @@ class Pipeline:
         return result
 
     @asynccontextmanager
-    async def _stage(self, result: ComposeResult, stage: str) -> AsyncIterator[None]:
+    async def _stage(self, result: ComposeResult, stage: str) -> AsyncIterator[Any]:
+        """Times a stage into the result and Prometheus, inside the stage's span of the job's trace."""
+        name, span_type = STAGE_SPANS[stage]
         start = time.perf_counter()
         ok = False
         try:
-            yield
+            with tracer.span(name, span_type=span_type) as span:
+                yield span
             ok = True
         finally:
             elapsed = time.perf_counter() - start
@@ -149,29 +169,48 @@ class Pipeline:
             STAGE_RUNS.labels(stage, "ok" if ok else "error").inc()
 
     async def _stages(self, result: ComposeResult, url: str, slack_text: str, evidence: Evidence | None) -> None:
-        async with self._stage(result, "retrieval"):
+        async with self._stage(result, "retrieval") as span:
             if evidence is None:
                 evidence = await self.retrieval.post("/v1/evidence", EvidenceRequest(url=url), Evidence)
+            span.set_attributes(
+                {
+                    "url": url,
+                    "adapter": evidence.adapter_name,
+                    "coverage": evidence.coverage.value,
+                    "snippet_count": len(evidence.snippets),
+                }
+            )
         result.evidence = evidence
 
         prompt_a = self.prompts.get(STAGE_A_PROMPT)
         prompt_b = self.prompts.get(STAGE_B_PROMPT)
         result.prompt_versions = {STAGE_A_PROMPT: prompt_a.version, STAGE_B_PROMPT: prompt_b.version}
 
-        async with self._stage(result, "stage_a"):
+        async with self._stage(result, "stage_a") as span:
             stage_a = await self.stage_a.run(prompt_a, evidence, slack_text)
+            sources = [source.url for source in evidence.sources] + [s.source_url for s in stage_a.extra_snippets]
+            span.set_attributes({"model": stage_a.model, "tool_calls": stage_a.tool_calls, "sources": sources})
         result.facts = stage_a.facts
         result.tool_calls = stage_a.tool_calls
         result.usage = stage_a.usage
         result.models["stage_a"] = stage_a.model
 
-        async with self._stage(result, "stage_b"):
+        async with self._stage(result, "stage_b") as span:
             draft = await self.stage_b.compose(prompt_b, evidence, stage_a.facts, slack_text)
+            span.set_attributes({"model": draft.model})
         result.usage += draft.usage
         result.models["stage_b"] = draft.model
 
-        async with self._stage(result, "quality_gates"):
+        async with self._stage(result, "quality_gates") as span:
             report = run_gates(draft.content, self.gate_config)
+            total = len(report.results)
+            span.set_attributes(
+                {
+                    "gate_failures": len(report.failures),
+                    "gate_total": total,
+                    "gate_pass_rate": (total - len(report.failures)) / total if total else 0.0,
+                }
+            )
         for _ in range(self.settings.repair_attempts):
             if report.passed:
                 break

@@ -20,6 +20,7 @@ from technoshare_common.schemas import (
     StageAFacts,
     TokenUsage,
 )
+from technoshare_common.tracing import tracer
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ class StageA:
                 messages.append(result.message)
                 for call in result.tool_calls:
                     tool_calls += 1
-                    answer, snippets = await self._search(call.function.arguments)
+                    with tracer.span("search_tool_call", span_type="TOOL", inputs=call.function.arguments) as span:
+                        answer, snippets = await self._search(call.function.arguments)
+                        span.set_attributes({"snippet_count": len(snippets)})
                     extra += snippets
                     messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
                 continue

@@ -48,6 +48,8 @@ def job_tags(job: JobRunRequest | None, result: ComposeResult) -> dict[str, str]
         tags |= {"channel_id": job.channel_id, "message_ts": job.message_ts, "attempt": str(job.attempt)}
     if result.error:
         tags["error"] = result.error[:500]
+    if result.trace_id:
+        tags["trace_id"] = result.trace_id
     tags |= {f"prompt_version.{name}": version for name, version in result.prompt_versions.items()}
     return {key: value for key, value in tags.items() if value}
 
@@ -246,9 +248,19 @@ class JobTracker:
             client.log_metric(child.info.run_id, "latency_seconds", seconds, timestamp=end_ms)
             offset += int(seconds * 1000)
             client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FINISHED), end_time=offset)
+        if result.trace_id:
+            self._link_trace(client, result.trace_id, run_id)
         client.set_tag(run_id, LOGGED_TAG, "true")
         status = RunStatus.FINISHED if result.outcome.value == "success" else RunStatus.FAILED
         client.set_terminated(run_id, RunStatus.to_string(status), end_time=end_ms)
+
+    @staticmethod
+    def _link_trace(client: Any, trace_id: str, run_id: str) -> None:
+        """The trace may still be on its way (or lost with MLflow down): the run keeps its id either way."""
+        try:
+            client.set_trace_tag(trace_id, "run_id", run_id)
+        except Exception as exc:
+            log.info("could not tag the job's trace with its run", extra={"error": str(exc)[:200]})
 
     @staticmethod
     def _already_logged(client: Any, experiment_id: str, tags: dict[str, str]) -> bool:

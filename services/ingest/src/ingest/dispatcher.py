@@ -19,6 +19,7 @@ from technoshare_common.context import job_id_var
 from technoshare_common.http import ServiceClient, ServiceError
 from technoshare_common.metrics import JOBS
 from technoshare_common.schemas import ComposeResult, JobRunRequest
+from technoshare_common.tracing import tracer
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,15 @@ class Dispatcher:
             attempt=job.attempts,
         )
         log.info("dispatching job", extra={"attempt": job.attempts, "url": job.url})
+        attributes = {"job_id": job.id, "attempt": job.attempts, "url": job.url, "channel_id": job.channel_id}
         try:
-            result = await self.composer.post(
-                "/v1/jobs", request, ComposeResult, request_timeout=self.settings.composer_timeout_seconds
-            )
+            # The job's trace starts here; composer, retrieval, llm-gateway and poster continue it.
+            with tracer.span("ingest.dispatch_job", span_type="CHAIN", attributes=attributes) as span:
+                tracer.tag_trace(job_id=job.id, channel_id=job.channel_id)
+                result = await self.composer.post(
+                    "/v1/jobs", request, ComposeResult, request_timeout=self.settings.composer_timeout_seconds
+                )
+                span.set_attributes({"outcome": result.outcome.value})
         except ServiceError as exc:
             await self._after_failure(job, exc)
             return
