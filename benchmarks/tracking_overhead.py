@@ -9,80 +9,22 @@ and with a server that accepts connections but never answers (hung).
 """
 
 import argparse
-import json
-import os
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import httpx
-
 from composer.tracking import EXPERIMENT, STAGES, JobTracker
-from technoshare_common.schemas import (
-    ComposedReply,
-    ComposeResult,
-    Coverage,
-    Evidence,
-    GateResult,
-    JobRunRequest,
-    Outcome,
-    ProjectLink,
-    Source,
-    StageAFacts,
-    TokenUsage,
-)
-from technoshare_common.settings import REPO_DATA_DIR
+from technoshare_common.schemas import ComposeResult, JobRunRequest
 from technoshare_common.tracing import lean_mlflow_client
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def sample_job(index: int) -> tuple[JobRunRequest, ComposeResult]:
-    paper = json.loads((REPO_DATA_DIR / "samples" / "arxiv" / "2106.09685.json").read_text())
-    url = "https://arxiv.org/abs/2106.09685"
-    job_id = f"bench-{index}-{time.time_ns()}"
-    timings = {"retrieval": 0.4, "stage_a": 1.2, "stage_b": 2.1, "quality_gates": 0.01, "slack_post": 0.2}
-    return (
-        JobRunRequest(job_id=job_id, channel_id="C1", message_ts="1.2", thread_ts="1.2", url=url),
-        ComposeResult(
-            job_id=job_id,
-            url=url,
-            outcome=Outcome.success,
-            reply=ComposedReply(
-                tldr=["LoRA trains small adapters."] * 3,
-                summary=["It freezes the base weights."] * 12,
-                projects=[ProjectLink(theme="Model training and fine-tuning", relevance="Cheaper runs.")],
-            ),
-            text="*TL;DR*\n…",
-            gates=[GateResult(name="schema_validity", passed=True)],
-            evidence=Evidence(
-                url=url,
-                final_url=url,
-                adapter_name="ArxivAdapter",
-                coverage=Coverage.metadata_only,
-                title=paper["title"],
-                text=paper["abstract"],
-                sources=[Source(url=url, title=paper["title"])],
-            ),
-            facts=StageAFacts(what_it_is="A fine-tuning method.", key_facts=["It uses low-rank matrices."] * 6),
-            timings=timings | {"total": sum(timings.values())},
-            usage=TokenUsage(prompt_tokens=1270, completion_tokens=1050, total_tokens=2320, cost_usd=0.00082),
-            models={"stage_a": "gpt-4o-mini", "stage_b": "gpt-4o-mini"},
-            prompt_versions={"stage_a_extract_facts": "1", "stage_b_compose_reply": "1"},
-        ),
-    )
+sys.path.insert(0, str(ROOT))
+from tests.support.jobs import arxiv_job  # noqa: E402  (the sample job the tracking tests use)
+from tests.support.mlflow_server import MlflowServer  # noqa: E402
 
 
 def log_synchronously(tracking_uri: str, job: JobRunRequest, result: ComposeResult) -> None:
@@ -100,36 +42,6 @@ def log_synchronously(tracking_uri: str, job: JobRunRequest, result: ComposeResu
                 mlflow.set_tags({"job_id": job.job_id, "stage": stage})
                 mlflow.log_metric("latency_seconds", result.timings[stage])
                 mlflow.log_dict({"stage": stage, "latency_seconds": result.timings[stage]}, f"{stage}.json")
-
-
-def start_mlflow(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "MLFLOW_PORT": str(port),
-        "MLFLOW_BACKEND_STORE": f"sqlite:///{workdir / 'mlflow.db'}",
-        "MLFLOW_ARTIFACT_ROOT": str(workdir / "mlartifacts"),
-    }
-    log = (workdir / "mlflow.log").open("ab")
-    process = subprocess.Popen(
-        [str(ROOT / "scripts" / "start_mlflow.sh")],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    raise SystemExit(f"MLflow did not start: {(workdir / 'mlflow.log').read_text()[-2000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
 
 
 def hung_server() -> tuple[int, socket.socket]:
@@ -155,7 +67,7 @@ def time_ours(tracking_uri: str, spool: Path, jobs: int) -> tuple[list[float], J
     tracker.start()
     samples = []
     for index in range(jobs):
-        job, result = sample_job(index)
+        job, result = arxiv_job(f"bench-{index}-{time.time_ns()}")
         start = time.perf_counter()
         tracker.submit(job, result, {"stage_b.temperature": 0.3})
         samples.append(time.perf_counter() - start)
@@ -165,7 +77,7 @@ def time_ours(tracking_uri: str, spool: Path, jobs: int) -> tuple[list[float], J
 def time_sync(tracking_uri: str, jobs: int) -> list[float]:
     samples = []
     for index in range(jobs):
-        job, result = sample_job(index)
+        job, result = arxiv_job(f"bench-{index}-{time.time_ns()}")
         start = time.perf_counter()
         try:
             log_synchronously(tracking_uri, job, result)
@@ -188,13 +100,12 @@ def main() -> None:
     args = parser.parse_args()
     lean_mlflow_client()
     workdir = Path(tempfile.mkdtemp(prefix="tracking-bench-"))
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
+    server = MlflowServer(workdir / "mlflow")
+    server.start()
+    uri = server.url
     rows = []
-
-    server = start_mlflow(workdir, port)
     try:
-        log_synchronously(uri, *sample_job(-1))  # warm the client and the experiment
+        log_synchronously(uri, *arxiv_job("bench-warm-up"))  # warm the client and the experiment
         rows.append(row("synchronous, MLflow up", time_sync(uri, args.jobs)))
         ours, tracker = time_ours(uri, workdir / "spool-up", args.jobs)
         rows.append(row("spool (ours), MLflow up", ours))
@@ -204,7 +115,7 @@ def main() -> None:
         drained = time.perf_counter() - drain_start
         tracker.stop()
     finally:
-        stop(server)
+        server.stop()
 
     ours_down, down_tracker = time_ours(uri, workdir / "spool-down", args.jobs)
     rows.append(row("spool (ours), MLflow down", ours_down))
