@@ -1,7 +1,9 @@
 """A Slack link through the five services leaves its run in a real MLflow server."""
 
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from mlflow import MlflowClient
 
@@ -35,6 +37,21 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
             return (experiment.experiment_id, runs[0]) if runs else None
 
         experiment_id, run = wait_until(job_run, timeout=60, interval=0.5, what="the job's MLflow run")
+
+        # Reactions on the bot's reply are feedback on the job's trace; others are ignored.
+        reply_ts = job["slack_message_ts"]
+        for name in ("+1::skin-tone-2", "eyes"):
+            assert stack.slack_request(reaction_event(reply_ts, name)).status_code == 200
+        assert stack.slack_request(reaction_event("999.000", "-1")).status_code == 200  # not our reply
+        feedback = wait_until(
+            lambda: [
+                a for a in client.get_trace(run.data.tags["trace_id"]).info.assessments if a.name == "user_reaction"
+            ],
+            timeout=30,
+            interval=0.5,
+            what="the reaction as feedback",
+        )
+        metrics = httpx.get(f"{stack.ingest_url}/metrics").text
     assert run.data.tags["channel_id"] == CHANNEL
     assert run.data.tags["domain"] == "arxiv.org" and run.data.tags["adapter_name"] == "ArxivAdapter"
     assert run.data.tags["prompt_version.stage_a_extract_facts"]
@@ -59,6 +76,9 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
     assert {span.attributes["persona"] for span in llm_spans} == {"stage_a", "stage_b"}
     assert trace.info.token_usage["total_tokens"] == run.data.metrics["total_tokens"]
     assert client.get_trace(trace_id).info.tags.get("job_id") == job["id"]
+    [positive] = feedback
+    assert positive.value is True and positive.source.source_type == "HUMAN"
+    assert 'technoshare_feedback_total{reaction="+1",verdict="positive"} 1.0' in metrics
     stages = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert {child.data.tags["stage"] for child in stages} == {
         "retrieval",
@@ -66,6 +86,21 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
         "stage_b",
         "quality_gates",
         "slack_post",
+    }
+
+
+def reaction_event(message_ts: str, reaction: str) -> dict:  # type: ignore[type-arg]
+    return {
+        "type": "event_callback",
+        "event_id": f"Ev{time.time_ns()}",
+        "event": {
+            "type": "reaction_added",
+            "user": "U0HUMAN",
+            "reaction": reaction,
+            "item": {"type": "message", "channel": CHANNEL, "ts": message_ts},
+            "item_user": "U0BOT",
+            "event_ts": f"{time.time():.6f}",
+        },
     }
 
 

@@ -79,3 +79,17 @@ def test_a_failed_job_is_done_with_its_error(database_url: str) -> None:
     [view] = store.find(channel_id="C1", message_ts=job.message_ts)
     assert (view.id, view.state, view.outcome, view.error) == (job_id, JobState.done, Outcome.error, "gave up")
     assert store.claim_next(lease_seconds=60) is None
+
+
+def test_a_store_made_before_a_new_column_gets_it_added(database_url: str) -> None:
+    from sqlalchemy import inspect as inspect_schema
+    from sqlalchemy import text as sql
+
+    store = JobStore(database_url)
+    store.create_schema()
+    with store.engine.begin() as conn:
+        conn.execute(sql("ALTER TABLE jobs DROP COLUMN trace_id"))
+    assert "trace_id" not in {c["name"] for c in inspect_schema(store.engine).get_columns("jobs")}
+    store.create_schema()
+    assert "trace_id" in {c["name"] for c in inspect_schema(store.engine).get_columns("jobs")}
+    assert store.find_by_reply("C1", "1.1") is None

@@ -3,6 +3,7 @@
 from fastapi import Request
 
 from ingest.dispatcher import Dispatcher
+from ingest.feedback import FeedbackRecorder
 from ingest.settings import IngestSettings
 from ingest.store import JobStore
 
@@ -17,3 +18,7 @@ def get_dispatcher(request: Request) -> Dispatcher:
 
 def get_settings(request: Request) -> IngestSettings:
     return request.app.state.settings
+
+
+def get_feedback(request: Request) -> FeedbackRecorder:
+    return request.app.state.feedback

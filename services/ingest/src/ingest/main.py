@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ingest.dispatcher import Dispatcher
+from ingest.feedback import FeedbackRecorder
 from ingest.routers import jobs, slack
 from ingest.settings import IngestSettings
 from ingest.store import JobStore
@@ -48,6 +49,7 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         await asyncio.to_thread(store.create_schema)
         app.state.store = store
         app.state.dispatcher = dispatcher
+        app.state.feedback = FeedbackRecorder(settings.mlflow_tracking_uri)
         REGISTRY.register(collector)
         task = asyncio.create_task(dispatcher.run())
         try:

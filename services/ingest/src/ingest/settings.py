@@ -17,6 +17,11 @@ class IngestSettings(ServiceSettings):
     retry_base_seconds: float = Field(2.0, gt=0, validation_alias="JOB_RETRY_BASE_SECONDS")
     retry_max_seconds: float = Field(120.0, gt=0, validation_alias="JOB_RETRY_MAX_SECONDS")
     max_links_per_message: int = Field(5, ge=1, validation_alias="MAX_LINKS_PER_MESSAGE")
+    feedback_reactions: dict[str, bool] = Field(
+        {"+1": True, "thumbsup": True, "white_check_mark": True, "-1": False, "thumbsdown": False, "x": False},
+        validation_alias="FEEDBACK_REACTIONS",
+        description="JSON: Slack reaction name -> positive (true) or negative (false) feedback on a reply.",
+    )
 
     @property
     def lease_seconds(self) -> float:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     insert,
+    inspect,
     or_,
     select,
     text,
@@ -56,6 +57,7 @@ class Job(Base):
     gate_failures_json: Mapped[str] = mapped_column(Text, default="[]")
     error: Mapped[str | None] = mapped_column(Text)
     slack_message_ts: Mapped[str | None] = mapped_column(String(32))
+    trace_id: Mapped[str | None] = mapped_column(String(64))
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,23 @@ class JobStore:
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
+        # Columns added since a store was created: additive only, so an older database keeps working.
+        existing = {column["name"] for column in inspect(self.engine).get_columns(Job.__tablename__)}
+        with self.engine.begin() as conn:
+            for column in Job.__table__.columns:
+                if column.name not in existing:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    conn.execute(text(f"ALTER TABLE {Job.__tablename__} ADD COLUMN {column.name} {kind}"))
+
+    def find_by_reply(self, channel_id: str, slack_message_ts: str) -> tuple[str, str | None] | None:
+        """(job id, trace id) of the job whose reply is this Slack message: a reaction's target."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(Job.id, Job.trace_id).where(
+                    Job.channel_id == channel_id, Job.slack_message_ts == slack_message_ts
+                )
+            ).first()
+        return (row.id, row.trace_id) if row else None
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -168,6 +187,7 @@ class JobStore:
                 "reply_text": result.text,
                 "gate_failures_json": json.dumps([f"{g.name}: {g.detail}" for g in result.gate_failures]),
                 "slack_message_ts": result.post.message_ts if result.post else None,
+                "trace_id": result.trace_id,
             },
         )
 

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from prometheus_client import Counter
 from slack_sdk.signature import SignatureVerifier
 
-from ingest.dependencies import get_dispatcher, get_settings, get_store
+from ingest.dependencies import get_dispatcher, get_feedback, get_settings, get_store
 from ingest.dispatcher import Dispatcher
+from ingest.feedback import FeedbackRecorder, Reaction, reaction_from
 from ingest.settings import IngestSettings
 from ingest.slack_events import ignore_reason, shared_links
 from ingest.store import JobStore
@@ -27,6 +28,7 @@ async def slack_events(
     settings: Annotated[IngestSettings, Depends(get_settings)],
     store: Annotated[JobStore, Depends(get_store)],
     dispatcher: Annotated[Dispatcher, Depends(get_dispatcher)],
+    feedback: Annotated[FeedbackRecorder, Depends(get_feedback)],
 ) -> Response:
     body = await request.body()
     verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
@@ -50,6 +52,8 @@ async def slack_events(
         return Response(status_code=status.HTTP_200_OK)
 
     event = payload["event"]
+    if (reaction := reaction_from(event)) is not None:
+        return await _feedback(reaction, settings, store, feedback)
     reason = ignore_reason(event, settings.channel_id)
     if reason:
         SLACK_EVENTS.labels("ignored").inc()
@@ -69,4 +73,22 @@ async def slack_events(
     SLACK_EVENTS.labels("jobs_created" if created else "no_new_jobs").inc()
     if created:
         dispatcher.wake()
+    return Response(status_code=status.HTTP_200_OK)
+
+
+async def _feedback(
+    reaction: Reaction, settings: IngestSettings, store: JobStore, feedback: FeedbackRecorder
+) -> Response:
+    verdict = settings.feedback_reactions.get(reaction.reaction)
+    job = (
+        await asyncio.to_thread(store.find_by_reply, reaction.channel_id, reaction.message_ts)
+        if verdict is not None
+        else None
+    )
+    if verdict is None or job is None:
+        SLACK_EVENTS.labels("ignored").inc()
+        return Response(status_code=status.HTTP_200_OK)
+    job_id, trace_id = job
+    feedback.record(job_id, trace_id, verdict, reaction)
+    SLACK_EVENTS.labels("feedback").inc()
     return Response(status_code=status.HTTP_200_OK)

@@ -1,0 +1,75 @@
+"""Reactions on the bot's replies as quality feedback: counted in Prometheus, logged on the job's trace."""
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
+FEEDBACK = Counter(
+    "technoshare_feedback_total", "Reactions on the bot's replies, by reaction and verdict.", ["reaction", "verdict"]
+)
+FEEDBACK_NAME = "user_reaction"
+
+
+@dataclass(frozen=True)
+class Reaction:
+    channel_id: str
+    message_ts: str
+    reaction: str
+    user: str
+
+
+def reaction_from(event: dict[str, Any]) -> Reaction | None:
+    """A `reaction_added` event on a message, or None for anything else."""
+    item = event.get("item") or {}
+    if event.get("type") != "reaction_added" or item.get("type") != "message":
+        return None
+    if not item.get("channel") or not item.get("ts") or not event.get("reaction"):
+        return None
+    # Skin tones ("+1::skin-tone-3") are the same verdict.
+    return Reaction(item["channel"], item["ts"], str(event["reaction"]).split("::")[0], str(event.get("user", "")))
+
+
+class FeedbackRecorder:
+    """Sends feedback to MLflow from a worker thread: Slack's 3-second ack never waits for MLflow."""
+
+    def __init__(self, tracking_uri: str | None) -> None:
+        self.tracking_uri = tracking_uri
+        self._queue: queue.Queue[tuple[str, bool, Reaction]] = queue.Queue(maxsize=1000)
+        self._thread: threading.Thread | None = None
+
+    def record(self, job_id: str, trace_id: str | None, verdict: bool, reaction: Reaction) -> None:
+        FEEDBACK.labels(reaction.reaction, "positive" if verdict else "negative").inc()
+        log.info("feedback on a reply", extra={"job_id": job_id, "reaction": reaction.reaction, "positive": verdict})
+        if not self.tracking_uri or not trace_id:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._send_forever, name="mlflow-feedback", daemon=True)
+            self._thread.start()
+        try:
+            self._queue.put_nowait((trace_id, verdict, reaction))
+        except queue.Full:
+            log.warning("feedback not sent to MLflow: its queue is full", extra={"job_id": job_id})
+
+    def _send_forever(self) -> None:
+        import mlflow
+        from mlflow.entities import AssessmentSource, AssessmentSourceType
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        while True:
+            trace_id, verdict, reaction = self._queue.get()
+            try:
+                mlflow.log_feedback(
+                    trace_id=trace_id,
+                    name=FEEDBACK_NAME,
+                    value=verdict,
+                    source=AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id=reaction.user or "slack"),
+                    rationale=f":{reaction.reaction}: in Slack",
+                )
+            except Exception as exc:
+                log.warning("could not log feedback in MLflow", extra={"trace_id": trace_id, "error": str(exc)[:300]})
