@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from technoshare_common.context import TRACEPARENT_HEADER
@@ -88,23 +88,14 @@ class Tracer:
         if not self.active:
             yield NOOP_SPAN
             return
-        try:
-            import mlflow
+        import mlflow
 
-            manager = mlflow.start_span(name=name, span_type=span_type, attributes=attributes)
-            live = manager.__enter__()
-            if inputs is not None:
-                live.set_inputs(inputs)
-        except Exception as exc:
-            log.debug("could not start span", extra={"span": name, "error": str(exc)[:200]})
-            yield NOOP_SPAN
-            return
-        try:
-            yield live
-        except BaseException as error:
-            _exit_quietly(manager, error)
-            raise
-        _exit_quietly(manager, None)
+        opening = lambda: mlflow.start_span(name=name, span_type=span_type, attributes=attributes)  # noqa: E731
+        with _guarded(opening, f"start span {name}") as live:
+            if live is not None and inputs is not None:
+                with contextlib.suppress(Exception):
+                    live.set_inputs(inputs)
+            yield NOOP_SPAN if live is None else live
 
     @contextlib.contextmanager
     def continued_from(self, headers: Mapping[str, str]) -> Iterator[None]:
@@ -113,21 +104,11 @@ class Tracer:
         if not self.active or not traceparent:
             yield
             return
-        try:
-            from mlflow.tracing.distributed import set_tracing_context_from_http_request_headers
+        from mlflow.tracing.distributed import set_tracing_context_from_http_request_headers
 
-            manager = set_tracing_context_from_http_request_headers({TRACEPARENT_HEADER: traceparent})
-            manager.__enter__()
-        except Exception as exc:
-            log.debug("could not continue the caller's trace", extra={"error": str(exc)[:200]})
+        carrier = {TRACEPARENT_HEADER: traceparent}
+        with _guarded(lambda: set_tracing_context_from_http_request_headers(carrier), "continue the caller's trace"):
             yield
-            return
-        try:
-            yield
-        except BaseException as error:
-            _exit_quietly(manager, error)
-            raise
-        _exit_quietly(manager, None)
 
     def record_span(
         self,
@@ -210,6 +191,27 @@ class TracingMiddleware:
         name = f"{self.service} {scope.get('method', 'GET')} {scope.get('path', '')}"
         with self.tracer.continued_from(headers), self.tracer.span(name, span_type="UNKNOWN"):
             await self.app(scope, receive, send)
+
+
+@contextlib.contextmanager
+def _guarded(opening: Callable[[], Any], what: str) -> Iterator[Any]:
+    """Enters an MLflow context manager when it can (yielding what it gives, else None).
+
+    The body runs either way, and its exceptions pass through untouched; MLflow's own are logged.
+    """
+    try:
+        manager = opening()
+        entered = manager.__enter__()
+    except Exception as exc:
+        log.debug(f"could not {what}", extra={"error": str(exc)[:200]})
+        yield None
+        return
+    try:
+        yield entered
+    except BaseException as error:
+        _exit_quietly(manager, error)
+        raise
+    _exit_quietly(manager, None)
 
 
 def _exit_quietly(manager: Any, error: BaseException | None) -> None:
