@@ -75,7 +75,7 @@ async def achat_with_tracking(
     start = time.perf_counter()
     payload, record = await gateway.complete(body, context)
     completion = ChatCompletion.model_validate(payload)
-    usage = payload["usage"]
+    cost_usd = record.cost.total_usd if record.cost else None
     return TrackedChat(
         completion=completion,
         text=completion.choices[0].message.content or "" if completion.choices else "",
@@ -86,11 +86,11 @@ async def achat_with_tracking(
             total_tokens=record.usage.total_tokens,
             cached_tokens=record.usage.cached_tokens,
             reasoning_tokens=record.usage.reasoning_tokens,
-            cost_usd=usage.get("cost_usd") or 0.0,
+            cost_usd=cost_usd or 0.0,
             estimated=record.usage.estimated,
             unpriced_calls=int(record.cost is None),
         ),
-        cost_usd=usage.get("cost_usd"),
+        cost_usd=cost_usd,
         latency_ms=(time.perf_counter() - start) * 1000,
         fallback_from=record.fallback_from,
     )

@@ -317,8 +317,7 @@ class StreamRelay:
     async def events(self) -> AsyncIterator[bytes]:
         gateway, opened = self.gateway, self.opened
         text: list[str] = []
-        usage: CallUsage | None = None
-        reported_usage: dict[str, Any] | None = None
+        record: CallRecord | None = None
         reported_model: str | None = None
         first_token: float | None = None
         last_chunk: dict[str, Any] = {}
@@ -344,10 +343,11 @@ class StreamRelay:
                             first_token = time.perf_counter() - self.started
                             LLM_TIME_TO_FIRST_TOKEN.labels(gateway.model_label(opened.model)).observe(first_token)
                 if chunk.get("usage"):
-                    reported_usage = chunk["usage"]
-                    usage = CallUsage.from_openai(reported_usage)
-                    record = gateway._record(opened, reported_model, usage or CallUsage(), 0.0)
-                    chunk["usage"] = usage_with_cost(reported_usage, usage or CallUsage(), _total(record))
+                    usage = CallUsage.from_openai(chunk["usage"])
+                    priced = gateway._record(opened, reported_model, usage or CallUsage(), 0.0)
+                    if usage is not None:
+                        record = priced  # the call's record; its latency is set when the stream ends
+                    chunk["usage"] = usage_with_cost(chunk["usage"], usage or CallUsage(), _total(priced))
                     if not self.client_wants_usage:
                         if not chunk.get("choices"):
                             continue
@@ -360,16 +360,17 @@ class StreamRelay:
             yield f"data: {json.dumps(error)}\n\n".encode()
         finally:
             await opened.response.aclose()
-            if usage is None:
-                usage = gateway._estimate(self.body, opened.model, "".join(text))
-            record = gateway._record(opened, reported_model, usage, time.perf_counter() - self.started)
+            if record is None:
+                estimate = gateway._estimate(self.body, opened.model, "".join(text))
+                record = gateway._record(opened, reported_model, estimate, 0.0)
+            record.latency_seconds = time.perf_counter() - self.started
             record.time_to_first_token = first_token
             if record.cost is not None:
                 gateway.ledger.add(self.context.persona, record.cost.total_usd)
             gateway._account(
                 record, self.context, self.body, {"role": "assistant", "content": "".join(text)}, self.started_ns
             )
-        if usage.estimated and self.client_wants_usage:
+        if record.usage.estimated and self.client_wants_usage:
             # The upstream sent no usage: the client asked for a usage chunk, so it gets the estimate, marked.
             estimated = {
                 "id": last_chunk.get("id"),
@@ -377,7 +378,7 @@ class StreamRelay:
                 "created": last_chunk.get("created"),
                 "model": last_chunk.get("model", opened.model),
                 "choices": [],
-                "usage": usage_with_cost(None, usage, _total(record)),
+                "usage": usage_with_cost(None, record.usage, _total(record)),
             }
             yield f"data: {json.dumps(estimated, separators=(',', ':'))}\n\n".encode()
         yield b"data: [DONE]\n\n"

@@ -34,7 +34,6 @@ def adapt_request(body: dict[str, Any], kind: str, repeat_penalty: float) -> dic
 class UpstreamResponse:
     """A successful answer; for a stream, the body is still to be read line by line."""
 
-    status: int
     raw: aiohttp.ClientResponse
     body: bytes = b""
 
@@ -118,7 +117,7 @@ class Upstream:
                 self.breaker.record_failure()
             raise status_error(self.name, response.status, response.headers, content)
         self.breaker.record_success()
-        return UpstreamResponse(response.status, response, content)
+        return UpstreamResponse(response, content)
 
 
 def transport_error(upstream: str, exc: BaseException) -> GatewayError:
