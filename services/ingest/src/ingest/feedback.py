@@ -1,12 +1,12 @@
 """Reactions on the bot's replies as quality feedback: counted in Prometheus, logged on the job's trace."""
 
 import logging
-import queue
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
+
+from technoshare_common.background import BackgroundSender
 
 log = logging.getLogger(__name__)
 
@@ -40,36 +40,24 @@ class FeedbackRecorder:
 
     def __init__(self, tracking_uri: str | None) -> None:
         self.tracking_uri = tracking_uri
-        self._queue: queue.Queue[tuple[str, bool, Reaction]] = queue.Queue(maxsize=1000)
-        self._thread: threading.Thread | None = None
+        self._sender: BackgroundSender[tuple[str, bool, Reaction]] = BackgroundSender("mlflow-feedback", self._send)
 
     def record(self, job_id: str, trace_id: str | None, verdict: bool, reaction: Reaction) -> None:
         FEEDBACK.labels(reaction.reaction, "positive" if verdict else "negative").inc()
         log.info("feedback on a reply", extra={"job_id": job_id, "reaction": reaction.reaction, "positive": verdict})
-        if not self.tracking_uri or not trace_id:
-            return
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._send_forever, name="mlflow-feedback", daemon=True)
-            self._thread.start()
-        try:
-            self._queue.put_nowait((trace_id, verdict, reaction))
-        except queue.Full:
-            log.warning("feedback not sent to MLflow: its queue is full", extra={"job_id": job_id})
+        if self.tracking_uri and trace_id:
+            self._sender.submit((trace_id, verdict, reaction))
 
-    def _send_forever(self) -> None:
+    def _send(self, item: tuple[str, bool, Reaction]) -> None:
         import mlflow
         from mlflow.entities import AssessmentSource, AssessmentSourceType
 
+        trace_id, verdict, reaction = item
         mlflow.set_tracking_uri(self.tracking_uri)
-        while True:
-            trace_id, verdict, reaction = self._queue.get()
-            try:
-                mlflow.log_feedback(
-                    trace_id=trace_id,
-                    name=FEEDBACK_NAME,
-                    value=verdict,
-                    source=AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id=reaction.user or "slack"),
-                    rationale=f":{reaction.reaction}: in Slack",
-                )
-            except Exception as exc:
-                log.warning("could not log feedback in MLflow", extra={"trace_id": trace_id, "error": str(exc)[:300]})
+        mlflow.log_feedback(
+            trace_id=trace_id,
+            name=FEEDBACK_NAME,
+            value=verdict,
+            source=AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id=reaction.user or "slack"),
+            rationale=f":{reaction.reaction}: in Slack",
+        )

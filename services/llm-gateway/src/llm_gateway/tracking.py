@@ -3,8 +3,6 @@
 import datetime as dt
 import json
 import logging
-import queue
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +16,7 @@ from llm_gateway.metrics import (
 )
 from llm_gateway.prices import Cost
 from llm_gateway.usage import CallUsage
+from technoshare_common.background import BackgroundSender
 
 log = logging.getLogger(__name__)
 
@@ -130,66 +129,51 @@ class CallRunLogger:
 
     def __init__(self, tracking_uri: str | None, capacity: int = 1000) -> None:
         self._tracking_uri = tracking_uri
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
-        self._thread = threading.Thread(target=self._drain, name="mlflow-call-runs", daemon=True)
-        self._thread.start()
+        self._sender: BackgroundSender[dict[str, Any]] = BackgroundSender("mlflow-call-runs", self._log_run, capacity)
+        self._client: Any = None
         self._experiments: dict[str, str] = {}
-        self.dropped = 0
 
     def submit(self, record: CallRecord, context: CallContext, messages: Any, response_text: str) -> None:
-        item = {
-            "persona": context.persona,
-            "params": {
-                "persona_id": context.persona,
-                "model": record.model,
-                "prompt": json.dumps(messages, ensure_ascii=False)[:MAX_PARAM_CHARS],
-                "response": response_text[:MAX_PARAM_CHARS],
-            },
-            "metrics": {
-                "prompt_tokens": record.usage.prompt_tokens,
-                "completion_tokens": record.usage.completion_tokens,
-                "total_tokens": record.usage.total_tokens,
-                "latency_ms": round(record.latency_seconds * 1000, 2),
-                **({"cost_usd": record.cost.total_usd} if record.cost else {}),
-            },
-            "tags": {k: v for k, v in {"job_id": context.job_id, "channel_id": context.channel_id}.items() if v},
-        }
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.dropped += 1
-            log.warning("per-call MLflow run dropped: the queue is full", extra={"dropped": self.dropped})
+        self._sender.submit(
+            {
+                "persona": context.persona,
+                "params": {
+                    "persona_id": context.persona,
+                    "model": record.model,
+                    "prompt": json.dumps(messages, ensure_ascii=False)[:MAX_PARAM_CHARS],
+                    "response": response_text[:MAX_PARAM_CHARS],
+                },
+                "metrics": {
+                    "prompt_tokens": record.usage.prompt_tokens,
+                    "completion_tokens": record.usage.completion_tokens,
+                    "total_tokens": record.usage.total_tokens,
+                    "latency_ms": round(record.latency_seconds * 1000, 2),
+                    **({"cost_usd": record.cost.total_usd} if record.cost else {}),
+                },
+                "tags": {k: v for k, v in {"job_id": context.job_id, "channel_id": context.channel_id}.items() if v},
+            }
+        )
 
     def flush(self, timeout: float = 10.0) -> None:
-        done = threading.Event()
-        self._queue.put({"flush": done})
-        done.wait(timeout)
+        self._sender.flush(timeout)
 
-    def _drain(self) -> None:
+    def _log_run(self, item: dict[str, Any]) -> None:
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param, RunTag
 
-        client = MlflowClient(self._tracking_uri)
-        while True:
-            item = self._queue.get()
-            if "flush" in item:
-                item["flush"].set()
-                continue
-            try:
-                experiment = f"{item['persona']}_{dt.datetime.now(dt.UTC):%Y-%m-%d}"
-                if experiment not in self._experiments:
-                    found = client.get_experiment_by_name(experiment)
-                    self._experiments[experiment] = (
-                        found.experiment_id if found else client.create_experiment(experiment)
-                    )
-                run = client.create_run(self._experiments[experiment], tags=item["tags"])
-                now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-                client.log_batch(
-                    run.info.run_id,
-                    metrics=[Metric(key, float(value), now, 0) for key, value in item["metrics"].items()],
-                    params=[Param(key, str(value)) for key, value in item["params"].items()],
-                    tags=[RunTag(key, value) for key, value in item["tags"].items()],
-                )
-                client.set_terminated(run.info.run_id)
-            except Exception as exc:
-                log.warning("could not log the per-call MLflow run", extra={"error": str(exc)[:300]})
+        if self._client is None:
+            self._client = MlflowClient(self._tracking_uri)
+        client = self._client
+        experiment = f"{item['persona']}_{dt.datetime.now(dt.UTC):%Y-%m-%d}"
+        if experiment not in self._experiments:
+            found = client.get_experiment_by_name(experiment)
+            self._experiments[experiment] = found.experiment_id if found else client.create_experiment(experiment)
+        run = client.create_run(self._experiments[experiment], tags=item["tags"])
+        now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(key, float(value), now, 0) for key, value in item["metrics"].items()],
+            params=[Param(key, str(value)) for key, value in item["params"].items()],
+            tags=[RunTag(key, value) for key, value in item["tags"].items()],
+        )
+        client.set_terminated(run.info.run_id)
