@@ -9,14 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from composer.llm import LLMClient
-from composer.pipeline import Pipeline
-from composer.projects import load_projects
-from composer.prompts import PromptStore
+from composer.evaluation.runner import build_pipeline
 from composer.settings import ComposerSettings
 from llm_gateway.main import build_app
 from llm_gateway.settings import GatewaySettings
-from technoshare_common.http import ServiceClient
 from technoshare_common.schemas import Coverage, Evidence, Outcome, Snippet, Source
 from tests.support.servers import ROOT, free_port, serve_in_thread, wait_until
 
@@ -100,16 +96,7 @@ async def test_the_bundled_model_produces_a_reply_that_passes_the_gates(model_se
             STAGE_A_TOOLS=False,
             EVIDENCE_WINDOW_CHARS=1500,
         )
-        llm = LLMClient(settings)
-        unused = ServiceClient("unused", "http://127.0.0.1:9", settings)
-        pipeline = Pipeline(
-            settings,
-            llm=llm,
-            retrieval=unused,
-            poster=unused,
-            prompts=PromptStore(settings.prompts_dir),
-            projects=load_projects(settings.projects_file),
-        )
+        pipeline, _, llm = build_pipeline(settings, "prod")  # the evaluation suite's in-process pipeline
         try:
             result = await pipeline.compose("https://arxiv.org/abs/2106.09685", "LoRA for our adapters?", _evidence())
         finally:

@@ -76,6 +76,16 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
     assert {span.attributes["persona"] for span in llm_spans} == {"stage_a", "stage_b"}
     assert trace.info.token_usage["total_tokens"] == run.data.metrics["total_tokens"]
     assert client.get_trace(trace_id).info.tags.get("job_id") == job["id"]
+    # The job ran as an app version: a LoggedModel holding its configuration, linked from run and trace.
+    model = client.get_logged_model(run.data.tags["app_version_id"])
+    assert model.name == run.data.tags["app_version"]
+    assert model.params["prompt.stage_a_extract_facts"] == run.data.tags["prompt_version.stage_a_extract_facts"]
+    assert model.params["model.stage_b"] == "scripted" and model.params["gate.tldr_sentences"] == "3"
+    assert [i.model_id for i in client.get_run(run.info.run_id).inputs.model_inputs] == [model.model_id]
+    linked = wait_until(
+        lambda: client.get_trace(trace_id).info.tags.get("app_version_id"), timeout=30, what="trace link"
+    )
+    assert linked == model.model_id
     [positive] = feedback
     assert positive.value is True and positive.source.source_type == "HUMAN"
     assert 'technoshare_feedback_total{reaction="+1",verdict="positive"} 1.0' in metrics

@@ -87,7 +87,7 @@ def test_runs_wait_in_the_spool_while_mlflow_is_down_and_land_when_it_is_back(tm
         time.sleep(1)
         assert tracker.backlog() == 3
         server.start()
-        tracker._wake.set()
+        tracker.spool.wake()
         wait_until(lambda: tracker.backlog() == 0, timeout=120, what="the spool to drain")
         client = MlflowClient(server.url)
         experiment = client.get_experiment_by_name(EXPERIMENT)

@@ -4,6 +4,8 @@ real openai client. Markers in the Slack text steer it:
 - `slow-please`: every Stage B answer takes `slow_seconds` (to kill composer mid-job);
 - `needs-repair`: the first Stage B answer has a 2-sentence TL;DR, so the gates fail once;
 - `use-search`: Stage A first asks for the search tool, then answers.
+- `break-the-gates` (anywhere, e.g. in a candidate prompt): every Stage B answer uses Markdown **bold**,
+  which the slack_formatting gate refuses, repair or not.
 """
 
 import asyncio
@@ -91,7 +93,10 @@ class ScriptedLLM:
                 theme = schema["properties"]["projects"]["items"]["properties"]["theme"]["enum"][0]
                 first_try = "quality checks" not in conversation
                 sentences = 2 if ("needs-repair" in conversation and first_try) else 3
-                return JSONResponse(_completion(body, json.dumps(_reply(theme, sentences))))
+                reply = _reply(theme, sentences)
+                if "break-the-gates" in conversation:
+                    reply["tldr"][0] = "**LoRA** " + reply["tldr"][0]
+                return JSONResponse(_completion(body, json.dumps(reply)))
             return JSONResponse(_completion(body, "plain answer"))
 
         return app

@@ -37,7 +37,11 @@ def create_app(
         if settings.internal_token is None:
             log.warning("TECHNOSHARE_INTERNAL_TOKEN is unset: service-to-service auth is disabled")
         tracer.configure(
-            service, settings.mlflow_tracking_uri, settings.mlflow_experiment_name, settings.mlflow_enable_tracing
+            service,
+            settings.mlflow_tracking_uri,
+            settings.mlflow_experiment_name,
+            settings.mlflow_enable_tracing,
+            settings.mlflow_spool_dir,
         )
         if lifespan is None:
             yield

@@ -170,6 +170,8 @@ class ComposeResult(BaseModel):
     error: str | None = None
     post: "ReplyResult | None" = None
     trace_id: str | None = Field(None, description="The job's MLflow trace, when tracing is on.")
+    app_version: str | None = Field(None, description="The configuration that made the reply (composer.app_version).")
+    app_version_id: str | None = Field(None, description="That app version's MLflow LoggedModel, once registered.")
 
     @property
     def gate_failures(self) -> list[GateResult]:

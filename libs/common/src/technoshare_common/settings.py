@@ -1,5 +1,6 @@
 """Settings every service shares, read from the environment with pydantic-settings."""
 
+import tempfile
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -32,6 +33,11 @@ class ServiceSettings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     mlflow_enable_tracing: bool = Field(True, validation_alias="MLFLOW_ENABLE_TRACING")
     mlflow_experiment_name: str = Field("technoshare_commentator", validation_alias="MLFLOW_EXPERIMENT_NAME")
+    mlflow_spool_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "technoshare-mlflow-spool",
+        validation_alias="MLFLOW_SPOOL_DIR",
+        description="Runs and traces waiting for MLflow; keep it on a volume so a restart loses nothing.",
+    )
 
     def internal_token_value(self) -> str | None:
         return self.internal_token.get_secret_value() if self.internal_token else None

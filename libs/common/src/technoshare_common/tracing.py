@@ -8,10 +8,13 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from technoshare_common.context import TRACEPARENT_HEADER
+from technoshare_common.spool import DiskSpool
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,21 @@ class Tracer:
     def __init__(self) -> None:
         self.active = False
         self.service = "unknown"
+        self.spool: DiskSpool | None = None
 
-    def configure(self, service: str, tracking_uri: str | None, experiment: str, enabled: bool = True) -> None:
-        """Resolve the experiment in the background: an unreachable MLflow must not delay start-up."""
+    def configure(
+        self,
+        service: str,
+        tracking_uri: str | None,
+        experiment: str,
+        enabled: bool,
+        spool_dir: Path,
+    ) -> None:
+        """Resolve the experiment in the background: an unreachable MLflow must not delay start-up.
+
+        Until MLflow answers once, spans are not recorded; from then on what MLflow cannot take waits
+        in `spool_dir`.
+        """
         self.service = service
         if not enabled:
             log.info("MLflow tracing is disabled (MLFLOW_ENABLE_TRACING=false)")
@@ -65,18 +80,33 @@ class Tracer:
             return
         lean_mlflow_client()
         threading.Thread(
-            target=self._connect, args=(tracking_uri, experiment), name="mlflow-tracing-setup", daemon=True
+            target=self._connect,
+            args=(tracking_uri, experiment, spool_dir / f"traces-{service}"),
+            name="mlflow-tracing-setup",
+            daemon=True,
         ).start()
 
-    def _connect(self, tracking_uri: str, experiment: str) -> None:
-        try:
-            import mlflow
+    def _connect(self, tracking_uri: str, experiment: str, spool_dir: Path) -> None:
+        pause = 2.0
+        while True:
+            try:
+                import mlflow
 
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_experiment(experiment)
-        except Exception as exc:
-            log.warning("MLflow is unavailable; tracing stays off", extra={"error": str(exc)[:300]})
-            return
+                from technoshare_common.trace_spool import install_spooling_exporter, trace_spool
+
+                if self.spool is None:
+                    self.spool = trace_spool(spool_dir, tracking_uri)
+                    install_spooling_exporter(tracking_uri, self.spool)
+                mlflow.set_tracking_uri(tracking_uri)
+                mlflow.set_experiment(experiment)
+                break
+            except Exception as exc:
+                log.warning(
+                    "MLflow is unavailable; tracing starts once it answers",
+                    extra={"error": str(exc)[:300], "retry_in_seconds": pause},
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 60.0)
         self.active = True
         log.info("MLflow tracing on", extra={"tracking_uri": tracking_uri, "experiment": experiment})
 
@@ -145,6 +175,17 @@ class Tracer:
             mlflow.update_current_trace(tags=tags)
         except Exception as exc:
             log.debug("could not tag the trace", extra={"error": str(exc)[:200]})
+
+    def link_trace_to_model(self, model_id: str | None) -> None:
+        """Links the current trace to an MLflow app version (LoggedModel); only the trace's root process can."""
+        if not self.active or not model_id:
+            return
+        try:
+            import mlflow
+
+            mlflow.update_current_trace(model_id=model_id)
+        except Exception as exc:
+            log.debug("could not link the trace to its app version", extra={"error": str(exc)[:200]})
 
     def current_trace_id(self) -> str | None:
         if not self.active:

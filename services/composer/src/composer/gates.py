@@ -4,11 +4,13 @@ The names are the evaluation suite's hard scorers, so offline and live quality a
 """
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from composer.llm import parse_json_object
+from composer.settings import ComposerSettings
 from technoshare_common.schemas import ComposedReply, GateResult
 from technoshare_common.slack_format import SECTION_SEPARATOR, SECTION_TITLES, THEME_PREFIX, render_text
 from technoshare_common.text import count_sentences
@@ -34,6 +36,16 @@ class GateConfig:
     summary_min: int
     summary_max: int
     themes: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: ComposerSettings, themes: Iterable[str]) -> "GateConfig":
+        """The gates the pipeline runs, and the evaluation suite's hard scorers with them."""
+        return cls(
+            tldr_sentences=settings.tldr_sentences,
+            summary_min=settings.summary_min_sentences,
+            summary_max=settings.summary_max_sentences,
+            themes=tuple(sorted(set(themes))),
+        )
 
 
 @dataclass

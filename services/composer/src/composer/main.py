@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from composer.app_version import AppVersions
 from composer.llm import LLMClient
 from composer.pipeline import Pipeline
 from composer.projects import load_projects
@@ -27,9 +28,25 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
     prompts = PromptStore(
         settings.prompts_dir, registry, alias=settings.prompt_alias, ttl=settings.prompt_cache_ttl_seconds
     )
-    tracker = JobTracker(settings.mlflow_tracking_uri, settings.mlflow_spool_dir, settings.mlflow_enable_tracking)
+    app_versions = AppVersions(
+        settings.mlflow_tracking_uri, settings.mlflow_experiment_name, settings.mlflow_enable_tracking
+    )
+    tracker = JobTracker(
+        settings.mlflow_tracking_uri,
+        settings.mlflow_spool_dir / "job-runs",
+        settings.mlflow_enable_tracking,
+        settings.mlflow_experiment_name,
+        app_versions,
+    )
     pipeline = Pipeline(
-        settings, llm=llm, retrieval=retrieval, poster=poster, prompts=prompts, projects=projects, tracker=tracker
+        settings,
+        llm=llm,
+        retrieval=retrieval,
+        poster=poster,
+        prompts=prompts,
+        projects=projects,
+        tracker=tracker,
+        app_versions=app_versions,
     )
 
     @contextlib.asynccontextmanager
@@ -37,6 +54,7 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
         app.state.pipeline = pipeline
         tracker.start()
         prompts.warm_up()
+        pipeline.register_app_version()
         try:
             yield
         finally:

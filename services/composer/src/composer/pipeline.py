@@ -14,6 +14,7 @@ from typing import Any
 
 import openai
 
+from composer.app_version import AppVersions, app_config
 from composer.gates import GateConfig, GateReport, run_gates
 from composer.llm import LLMClient, LLMUnavailable
 from composer.projects import Project
@@ -67,20 +68,17 @@ class Pipeline:
         prompts: PromptStore,
         projects: list[Project],
         tracker: JobTracker | None = None,
+        app_versions: AppVersions | None = None,
     ) -> None:
         self.settings = settings
         self.tracker = tracker
+        self.app_versions = app_versions or AppVersions(None, settings.mlflow_experiment_name, enabled=False)
         self.retrieval = retrieval
         self.poster = poster
         self.prompts = prompts
         self.stage_a = StageA(settings, llm, retrieval)
         self.stage_b = StageB(settings, llm, projects)
-        self.gate_config = GateConfig(
-            tldr_sentences=settings.tldr_sentences,
-            summary_min=settings.summary_min_sentences,
-            summary_max=settings.summary_max_sentences,
-            themes=tuple(self.stage_b.themes),
-        )
+        self.gate_config = GateConfig.from_settings(settings, self.stage_b.themes)
 
     async def run_job(self, job: JobRunRequest) -> ComposeResult:
         attributes = {"job_id": job.job_id, "url": str(job.url), "attempt": job.attempt}
@@ -88,13 +86,19 @@ class Pipeline:
             tracer.tag_trace(job_id=job.job_id)
             result = await self._compose(job.job_id, str(job.url), job.slack_text, None)
             result.trace_id = tracer.current_trace_id()
+            tracer.link_trace_to_model(result.app_version_id)
             if self._should_post(result):
                 await self._post(job, result)
             span.set_attributes({"outcome": result.outcome.value, "total_tokens": result.usage.total_tokens})
         JOBS.labels("composer", result.outcome.value).inc()
         if self.tracker is not None:
-            self.tracker.submit(job, result, self.run_params())
+            self.tracker.submit(job, result, self.run_params(), app_config(self.settings, result.prompt_versions))
         return result
+
+    def register_app_version(self) -> None:
+        """Registers the configuration the next jobs will run with, so their traces link from the first job."""
+        versions = {name: self.prompts.get(name).version for name in (STAGE_A_PROMPT, STAGE_B_PROMPT)}
+        self.app_versions.current(app_config(self.settings, versions))
 
     def run_params(self) -> dict[str, object]:
         """Model settings and quality-gate configuration, as the job's MLflow params."""
@@ -185,6 +189,9 @@ class Pipeline:
         prompt_a = self.prompts.get(STAGE_A_PROMPT)
         prompt_b = self.prompts.get(STAGE_B_PROMPT)
         result.prompt_versions = {STAGE_A_PROMPT: prompt_a.version, STAGE_B_PROMPT: prompt_b.version}
+        result.app_version, result.app_version_id = self.app_versions.current(
+            app_config(self.settings, result.prompt_versions)
+        )
 
         async with self._stage(result, "stage_a") as span:
             stage_a = await self.stage_a.run(prompt_a, evidence, slack_text)

@@ -97,6 +97,15 @@ class PromptStore:
             self._refresh_in_background(name)
         return cached.prompt if cached else load_prompt(self.prompts_dir / f"{name}.yaml")
 
+    def pin(self, name: str) -> PromptTemplate:
+        """Loads `name` at the alias now and keeps it: for a run that must use exactly that version (the
+        evaluation suite); raises when the registry or the alias is missing instead of serving the YAML."""
+        if self.registry is None:
+            raise RuntimeError("no prompt registry: set MLFLOW_TRACKING_URI")
+        prompt = self.registry.load(name, self.alias)
+        self._cache[name] = _Cached(prompt, float("inf"))
+        return prompt
+
     def warm_up(self) -> None:
         for name in load_local_prompts(self.prompts_dir):
             self.get(name)

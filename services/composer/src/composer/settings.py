@@ -1,4 +1,3 @@
-import tempfile
 from pathlib import Path
 
 from pydantic import Field
@@ -31,11 +30,6 @@ class ComposerSettings(ServiceSettings):
     )
     prompt_cache_ttl_seconds: float = Field(60.0, gt=0, validation_alias="PROMPT_CACHE_TTL_SECONDS")
     mlflow_enable_tracking: bool = Field(True, validation_alias="MLFLOW_ENABLE_TRACKING")
-    mlflow_spool_dir: Path = Field(
-        Path(tempfile.gettempdir()) / "technoshare-mlflow-spool",
-        validation_alias="MLFLOW_SPOOL_DIR",
-        description="Job runs waiting for MLflow; keep it on a volume so a restart loses nothing.",
-    )
 
     @property
     def prompts_dir(self) -> Path:

@@ -1,23 +1,21 @@
 """Each job's MLflow run, written off the job's critical path through a disk spool.
 
-The job only writes one JSON file (about a millisecond); a worker thread turns spooled jobs into
-runs, nested runs and artifacts, and deletes each file once MLflow has all of it. When MLflow is
-down or hangs the files wait, and are sent when it is back, also after a restart of composer.
+The job only writes one JSON file (about a millisecond); the spool's thread turns it into a run,
+nested runs and artifacts, then tags the job's trace with the run. When MLflow is down or hangs the
+files wait, and are sent when it is back, also after a restart of composer.
 """
 
 import json
 import logging
-import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from prometheus_client import Counter, Gauge
-
+from composer.app_version import AppVersions
 from technoshare_common.schemas import ComposeResult, JobRunRequest
+from technoshare_common.spool import Deferred, DiskSpool, Record, Rejected, rejected_by_mlflow
 from technoshare_common.tracing import lean_mlflow_client
 
 log = logging.getLogger(__name__)
@@ -26,8 +24,7 @@ EXPERIMENT = "technoshare_commentator"
 STAGES = ("retrieval", "stage_a", "stage_b", "quality_gates", "slack_post")
 LOGGED_TAG = "technoshare.logged"
 
-RUNS_LOGGED = Counter("technoshare_mlflow_runs_logged_total", "Job runs sent to MLflow, by result.", ["result"])
-SPOOL_BACKLOG = Gauge("technoshare_mlflow_spool_backlog", "Job runs waiting in the spool for MLflow.")
+TRACE_LINK_PATIENCE_SECONDS = 24 * 3600
 
 
 def job_tags(job: JobRunRequest | None, result: ComposeResult) -> dict[str, str]:
@@ -50,6 +47,10 @@ def job_tags(job: JobRunRequest | None, result: ComposeResult) -> dict[str, str]
         tags["error"] = result.error[:500]
     if result.trace_id:
         tags["trace_id"] = result.trace_id
+    if result.app_version:
+        tags["app_version"] = result.app_version
+    if result.app_version_id:
+        tags["app_version_id"] = result.app_version_id
     tags |= {f"prompt_version.{name}": version for name, version in result.prompt_versions.items()}
     return {key: value for key, value in tags.items() if value}
 
@@ -100,17 +101,19 @@ def job_artifacts(result: ComposeResult) -> dict[str, str]:
 
 class JobTracker:
     def __init__(
-        self, tracking_uri: str | None, spool_dir: Path, enabled: bool = True, experiment: str = EXPERIMENT
+        self,
+        tracking_uri: str | None,
+        spool_dir: Path,
+        enabled: bool = True,
+        experiment: str = EXPERIMENT,
+        app_versions: AppVersions | None = None,
     ) -> None:
         self.enabled = enabled and bool(tracking_uri)
         self.tracking_uri = tracking_uri
-        self.spool_dir = spool_dir
         self.experiment = experiment
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.app_versions = app_versions
+        self.spool = DiskSpool(spool_dir, "job_run", self._send)
         self._experiment_id: str | None = None
-        self._available = True
         if self.enabled:
             lean_mlflow_client()
         if not enabled:
@@ -119,82 +122,50 @@ class JobTracker:
             log.info("MLflow tracking is off: MLFLOW_TRACKING_URI is not set")
 
     def start(self) -> None:
-        if not self.enabled or self._thread is not None:
-            return
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        SPOOL_BACKLOG.set_function(self.backlog)
-        self._thread = threading.Thread(target=self._drain_forever, name="mlflow-job-runs", daemon=True)
-        self._thread.start()
+        if self.enabled:
+            self.spool.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.spool.stop(timeout)
 
     def backlog(self) -> int:
-        return len(list(self.spool_dir.glob("*.json"))) if self.spool_dir.exists() else 0
+        return self.spool.backlog()
 
-    def submit(self, job: JobRunRequest | None, result: ComposeResult, params: dict[str, Any]) -> None:
-        """Spool the finished job; never raises, so tracking cannot fail a job."""
+    def submit(
+        self,
+        job: JobRunRequest | None,
+        result: ComposeResult,
+        params: dict[str, Any],
+        app_config: dict[str, str] | None = None,
+    ) -> None:
+        """Spool the finished job; never raises, so tracking cannot fail a job.
+
+        `app_config` lets the run find its app version even when the job ran before it was registered.
+        """
         if not self.enabled:
             return
-        record = {
-            "job": job.model_dump(mode="json") if job else None,
-            "result": result.model_dump(mode="json"),
-            "params": params,
-            "finished_at": time.time(),
-        }
-        name = f"{time.time_ns()}-{result.job_id or 'dry-run'}"
+        self.spool.put(
+            {
+                "kind": "job_run",
+                "job": job.model_dump(mode="json") if job else None,
+                "result": result.model_dump(mode="json"),
+                "params": params,
+                "app_config": app_config,
+                "finished_at": time.time(),
+            }
+        )
+
+    def _send(self, record: Record) -> Record | None:
         try:
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.spool_dir, suffix=".tmp", delete=False) as handle:
-                json.dump(record, handle, ensure_ascii=False)
-            os.replace(handle.name, self.spool_dir / f"{name}.json")
-        except OSError as exc:
-            RUNS_LOGGED.labels("spool_failed").inc()
-            log.error("could not spool the job's MLflow run", extra={"error": str(exc)})
-            return
-        self._wake.set()
-
-    def _drain_forever(self) -> None:
-        delay = 2.0
-        while not self._stop.is_set():
-            if self._drain_once():
-                delay = 2.0
-                self._wake.wait()
-            else:
-                self._wake.wait(delay)
-                delay = min(delay * 2, 60.0)
-            self._wake.clear()
-
-    def _drain_once(self) -> bool:
-        """Send every spooled job, oldest first; False as soon as MLflow fails (the rest wait)."""
-        for path in sorted(self.spool_dir.glob("*.json")):
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                log.error("unreadable spooled MLflow run set aside", extra={"file": path.name, "error": str(exc)})
-                path.rename(path.with_suffix(".bad"))
-                continue
-            try:
-                self._log(record)
-            except Exception as exc:
-                RUNS_LOGGED.labels("deferred").inc()
-                if self._available:
-                    log.warning(
-                        "MLflow is unavailable; job runs are kept in the spool until it is back",
-                        extra={"error": str(exc)[:300], "backlog": self.backlog()},
-                    )
-                self._available = False
-                return False
-            path.unlink(missing_ok=True)
-            RUNS_LOGGED.labels("logged").inc()
-            if not self._available:
-                log.info("MLflow is back; sending the spooled job runs", extra={"backlog": self.backlog()})
-                self._available = True
-        return True
+            if record.get("kind") == "trace_link":
+                if self._link_trace(record) is not None:
+                    raise Deferred
+                return None
+            return self._log(record)
+        except Exception as exc:
+            if rejected_by_mlflow(exc):
+                raise Rejected(str(exc)[:500]) from exc
+            raise
 
     def _client(self) -> Any:
         from mlflow import MlflowClient
@@ -207,16 +178,30 @@ class JobTracker:
             self._experiment_id = found.experiment_id if found else client.create_experiment(self.experiment)
         return self._experiment_id
 
-    def _log(self, record: dict[str, Any]) -> None:
-        from mlflow.entities import Metric, Param, RunStatus, RunTag
-
+    def _log(self, record: Record) -> Record | None:
+        """The job's run, then its trace's link to it (which waits while the trace is still on its way)."""
         client = self._client()
         experiment_id = self._experiment(client)
         job = JobRunRequest.model_validate(record["job"]) if record["job"] else None
         result = ComposeResult.model_validate(record["result"])
+        if result.app_version_id is None and record.get("app_config") and self.app_versions is not None:
+            result.app_version_id = self.app_versions.register(record["app_config"])
         tags = job_tags(job, result)
-        if self._already_logged(client, experiment_id, tags):
-            return
+        run_id = self._logged_run(client, experiment_id, tags) or self._create_run(
+            client, experiment_id, record, result, tags
+        )
+        if not result.trace_id:
+            return None
+        trace_tags = {"run_id": run_id} | {key: tags[key] for key in ("app_version", "app_version_id") if key in tags}
+        link = {"kind": "trace_link", "trace_id": result.trace_id, "tags": trace_tags, "since": time.time()}
+        return self._link_trace(link)
+
+    @staticmethod
+    def _create_run(
+        client: Any, experiment_id: str, record: Record, result: ComposeResult, tags: dict[str, str]
+    ) -> str:
+        from mlflow.entities import LoggedModelInput, Metric, Param, RunStatus, RunTag
+
         end_ms = int(record["finished_at"] * 1000)
         start_ms = end_ms - int(result.timings.get("total", 0.0) * 1000)
         host = tags.get("domain", "dry run")
@@ -233,6 +218,8 @@ class JobTracker:
             for name, content in job_artifacts(result).items():
                 Path(folder, name).write_text(content, encoding="utf-8")
             client.log_artifacts(run_id, folder)
+        if result.app_version_id:
+            client.log_inputs(run_id, models=[LoggedModelInput(result.app_version_id)])
         offset = start_ms
         for stage in STAGES:
             if stage not in result.timings:
@@ -248,30 +235,40 @@ class JobTracker:
             client.log_metric(child.info.run_id, "latency_seconds", seconds, timestamp=end_ms)
             offset += int(seconds * 1000)
             client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FINISHED), end_time=offset)
-        if result.trace_id:
-            self._link_trace(client, result.trace_id, run_id)
         client.set_tag(run_id, LOGGED_TAG, "true")
         status = RunStatus.FINISHED if result.outcome.value == "success" else RunStatus.FAILED
         client.set_terminated(run_id, RunStatus.to_string(status), end_time=end_ms)
+        return run_id
 
-    @staticmethod
-    def _link_trace(client: Any, trace_id: str, run_id: str) -> None:
-        """The trace may still be on its way (or lost with MLflow down): the run keeps its id either way."""
+    def _link_trace(self, link: Record) -> Record | None:
+        """Tags the trace with its run; while the trace is still on its way (spooled elsewhere), the link waits."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracing.client import TracingClient
+
+        client = TracingClient(self.tracking_uri)
         try:
-            client.set_trace_tag(trace_id, "run_id", run_id)
-        except Exception as exc:
-            log.info("could not tag the job's trace with its run", extra={"error": str(exc)[:200]})
+            client.get_trace_info(link["trace_id"])
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            if time.time() - link["since"] > TRACE_LINK_PATIENCE_SECONDS:
+                log.warning("the job's trace never reached MLflow; its run stays unlinked", extra=link)
+                return None
+            return link
+        client.set_trace_tags(link["trace_id"], link["tags"])
+        return None
 
     @staticmethod
-    def _already_logged(client: Any, experiment_id: str, tags: dict[str, str]) -> bool:
-        """A replay after a crash mid-log: keep a complete run, remove a partial one (and its stages)."""
+    def _logged_run(client: Any, experiment_id: str, tags: dict[str, str]) -> str | None:
+        """A replay after a crash mid-log: keep a complete run (its id), remove a partial one (and its stages)."""
         job_id, attempt = tags.get("job_id"), tags.get("attempt")
         if not job_id:
-            return False
+            return None
         query = f"tags.job_id = '{job_id}'" + (f" and tags.attempt = '{attempt}'" if attempt else "")
         runs = client.search_runs([experiment_id], filter_string=query)
-        if any(run.data.tags.get(LOGGED_TAG) == "true" for run in runs):
-            return True
+        for run in runs:
+            if run.data.tags.get(LOGGED_TAG) == "true":
+                return run.info.run_id
         for run in runs:
             client.delete_run(run.info.run_id)
-        return False
+        return None

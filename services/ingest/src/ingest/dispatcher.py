@@ -94,6 +94,7 @@ class Dispatcher:
                     "/v1/jobs", request, ComposeResult, request_timeout=self.settings.composer_timeout_seconds
                 )
                 span.set_attributes({"outcome": result.outcome.value})
+                tracer.link_trace_to_model(result.app_version_id)
         except ServiceError as exc:
             await self._after_failure(job, exc)
             return

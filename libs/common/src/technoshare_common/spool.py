@@ -1,0 +1,151 @@
+"""Records kept on disk until MLflow takes them: what could not be sent is never lost, and never waited for.
+
+Writing a record costs the caller one small file. A daemon thread sends the files oldest first and deletes
+each once it is sent; while MLflow is down or hangs they wait, with a growing pause between attempts,
+and they survive a restart of the process.
+"""
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+SPOOL_BACKLOG = Gauge("technoshare_mlflow_spool_backlog", "Records waiting in the spool for MLflow, by kind.", ["kind"])
+SPOOL_RECORDS = Counter(
+    "technoshare_mlflow_spool_records_total",
+    "Spooled records by kind and result: sent, deferred, rejected, spool_failed, unreadable.",
+    ["kind", "result"],
+)
+
+Record = dict[str, Any]
+Send = Callable[[Record], Record | None]
+"""Sends one record; returns the record that should wait in its place (a follow-up step), or None when done."""
+
+MAX_PAUSE_SECONDS = 30.0
+
+
+class Deferred(Exception):
+    """This record cannot be sent yet (it waits on another one); the records after it still go."""
+
+
+class Rejected(Exception):
+    """MLflow refused this record as it is (a client error): retrying cannot help, so it is set aside."""
+
+
+def rejected_by_mlflow(exc: Exception) -> bool:
+    """A 4xx from MLflow other than 'try again later'; connection failures count as 5xx there."""
+    status = exc.get_http_status_code() if hasattr(exc, "get_http_status_code") else 500
+    return 400 <= status < 500 and status not in (408, 429)
+
+
+class DiskSpool:
+    def __init__(self, directory: Path, kind: str, send: Send) -> None:
+        self.directory = directory
+        self.kind = kind
+        self._send = send
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.available = True
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        SPOOL_BACKLOG.labels(self.kind).set_function(self.backlog)
+        self._thread = threading.Thread(target=self._drain_forever, name=f"mlflow-spool-{self.kind}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Try now rather than after the current pause (a test, or an operator who knows MLflow is back)."""
+        self._wake.set()
+
+    def backlog(self) -> int:
+        return sum(1 for _ in self.directory.glob("*.json")) if self.directory.exists() else 0
+
+    def put(self, record: Record) -> bool:
+        """Keeps the record for sending; never raises, so the caller's work cannot fail on it."""
+        try:
+            self._write(record, self.directory / f"{time.time_ns()}.json")
+        except (OSError, TypeError, ValueError) as exc:
+            SPOOL_RECORDS.labels(self.kind, "spool_failed").inc()
+            log.error("could not spool a record for MLflow", extra={"kind": self.kind, "error": str(exc)[:300]})
+            return False
+        self._wake.set()
+        return True
+
+    def _write(self, record: Record, path: Path) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.directory, suffix=".tmp", delete=False) as handle:
+            json.dump(record, handle, ensure_ascii=False)
+        os.replace(handle.name, path)
+
+    def _drain_forever(self) -> None:
+        pause = 2.0
+        while not self._stop.is_set():
+            if self.drain_once():
+                pause = 2.0
+                self._wake.wait()
+            else:
+                self._wake.wait(pause)
+                pause = min(pause * 2, MAX_PAUSE_SECONDS)
+            self._wake.clear()
+
+    def drain_once(self) -> bool:
+        """Sends every spooled record, oldest first; False when MLflow failed (the rest wait) or one was deferred."""
+        all_sent = True
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as exc:
+                SPOOL_RECORDS.labels(self.kind, "unreadable").inc()
+                log.error("unreadable spooled record set aside", extra={"file": path.name, "error": str(exc)})
+                path.rename(path.with_suffix(".bad"))
+                continue
+            try:
+                follow_up = self._send(record)
+            except Deferred:
+                all_sent = False
+                continue
+            except Rejected as exc:
+                SPOOL_RECORDS.labels(self.kind, "rejected").inc()
+                log.error("MLflow rejected a spooled record; set aside", extra={"file": path.name, "error": str(exc)})
+                path.rename(path.with_suffix(".rejected"))
+                continue
+            except Exception as exc:
+                SPOOL_RECORDS.labels(self.kind, "deferred").inc()
+                if self.available:
+                    log.warning(
+                        "MLflow is unavailable; records wait in the spool until it is back",
+                        extra={"kind": self.kind, "error": str(exc)[:300], "backlog": self.backlog()},
+                    )
+                self.available = False
+                return False
+            if follow_up is None:
+                path.unlink(missing_ok=True)
+                SPOOL_RECORDS.labels(self.kind, "sent").inc()
+            else:
+                self._write(follow_up, path)
+                all_sent = False
+            if not self.available:
+                log.info("MLflow is back; sending the spooled records", extra={"kind": self.kind})
+                self.available = True
+        return all_sent

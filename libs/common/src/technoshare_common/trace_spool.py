@@ -1,0 +1,102 @@
+"""MLflow's own span exporter with a disk spool behind it, so spans and traces outlive an MLflow outage.
+
+MLflow sends spans and traces from its async export queue and drops what the server does not take.
+Here each export is tried once; when it fails (and from then on, until the spool has drained) the spans or
+the trace are written to the spool and sent again when MLflow is back. Imported only once tracing is on:
+it needs mlflow.
+"""
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Span, Trace
+from mlflow.store.tracking.rest_store import RestStore
+from mlflow.tracing import provider
+from mlflow.tracing.client import TracingClient
+from mlflow.tracing.constant import SpansLocation, TraceTagKey
+from mlflow.tracing.export.mlflow_v3 import MlflowV3SpanExporter
+from mlflow.tracing.export.utils import try_link_prompts_to_trace
+from mlflow.tracing.processor.mlflow_v3 import MlflowV3SpanProcessor
+from mlflow.tracing.utils import add_size_stats_to_trace_metadata
+
+from technoshare_common.spool import DiskSpool, Record, Rejected, rejected_by_mlflow
+
+log = logging.getLogger(__name__)
+
+
+def send_trace_record(client: TracingClient, record: Record) -> None:
+    """Sends spooled spans (kind `spans`) or a trace's info (kind `trace`); raises Rejected on a client error."""
+    try:
+        if record["kind"] == "spans":
+            client.log_spans(record["experiment_id"], [Span.from_dict(span) for span in record["spans"]])
+            return
+        trace = Trace.from_dict(record["trace"])
+        stored = client.start_trace(trace.info)
+        if stored.tags.get(TraceTagKey.SPANS_LOCATION) != SpansLocation.TRACKING_STORE.value:
+            client._upload_trace_data(stored, trace.data)
+    except NotImplementedError as exc:
+        # MLflow caches a failed server-version probe for the life of the process, and then refuses
+        # log_spans for good; forget it so the next attempt probes again.
+        RestStore._get_server_version.cache_clear()
+        raise ConnectionError(str(exc)) from exc
+    except Exception as exc:
+        if rejected_by_mlflow(exc):
+            raise Rejected(str(exc)[:500]) from exc
+        raise
+
+
+class SpoolingSpanExporter(MlflowV3SpanExporter):
+    def __init__(self, tracking_uri: str, spool: DiskSpool) -> None:
+        super().__init__(tracking_uri=tracking_uri)
+        self._spool = spool
+
+    def _log_spans(self, experiment_id: str, spans: list[Span], workspace: str | None = None) -> None:
+        self._deliver({"kind": "spans", "experiment_id": experiment_id, "spans": [span.to_dict() for span in spans]})
+
+    def _log_trace(self, trace: Trace, prompts: Sequence[Any], workspace: str | None = None) -> None:
+        add_size_stats_to_trace_metadata(trace)
+        if self._deliver({"kind": "trace", "trace": trace.to_dict()}) and prompts:
+            try:
+                try_link_prompts_to_trace(
+                    client=self._client, trace_id=trace.info.trace_id, prompts=prompts, synchronous=False
+                )
+            except Exception as exc:
+                log.debug("could not link prompts to the trace", extra={"error": str(exc)[:200]})
+
+    def _deliver(self, record: Record) -> bool:
+        """True when MLflow took the record now; otherwise it waits in the spool (or, if refused, is dropped)."""
+        if self._spool.available and self._spool.backlog() == 0:
+            try:
+                send_trace_record(self._client, record)
+                return True
+            except Rejected as exc:
+                log.warning("MLflow refused a trace record", extra={"kind": record["kind"], "error": str(exc)})
+                return False
+            except Exception as exc:
+                self._spool.available = False
+                log.warning(
+                    "MLflow is unavailable; spans and traces wait in the spool until it is back",
+                    extra={"error": str(exc)[:300]},
+                )
+        self._spool.put(record)
+        return False
+
+
+def install_spooling_exporter(tracking_uri: str, spool: DiskSpool) -> None:
+    """Every MLflow tracer provider built from now on (MLflow rebuilds it on set_experiment) exports through
+    the spool. MLflow offers no hook for a custom exporter of its own server, so its factory is replaced."""
+
+    def mlflow_span_processor(tracking_uri: str = tracking_uri) -> MlflowV3SpanProcessor:
+        return MlflowV3SpanProcessor(
+            span_exporter=SpoolingSpanExporter(tracking_uri, spool), export_metrics=False, use_batch_processor=False
+        )
+
+    provider._get_mlflow_span_processor = mlflow_span_processor
+    spool.start()
+
+
+def trace_spool(directory: Path, tracking_uri: str) -> DiskSpool:
+    client = TracingClient(tracking_uri)
+    return DiskSpool(directory, "trace", lambda record: send_trace_record(client, record))

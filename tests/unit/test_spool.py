@@ -1,0 +1,72 @@
+"""The disk spool's contract: order, follow-up steps, records that must wait, refused and unreadable records."""
+
+from pathlib import Path
+
+from technoshare_common.spool import Deferred, DiskSpool, Record, Rejected, rejected_by_mlflow
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.down = False
+        self.sent: list[Record] = []
+
+    def __call__(self, record: Record) -> Record | None:
+        if self.down:
+            raise ConnectionError("MLflow is down")
+        if record.get("refuse"):
+            raise Rejected("bad record")
+        if record.get("wait_for") and record["wait_for"] not in {sent["name"] for sent in self.sent}:
+            raise Deferred
+        self.sent.append(record)
+        return record.get("then")
+
+
+def test_records_wait_while_mlflow_is_down_and_go_in_order_when_it_is_back(tmp_path: Path) -> None:
+    receiver = Receiver()
+    spool = DiskSpool(tmp_path, "test", receiver)
+    receiver.down = True
+    for name in ("a", "b", "c"):
+        assert spool.put({"name": name})
+    assert spool.drain_once() is False
+    assert spool.backlog() == 3 and not spool.available
+    receiver.down = False
+    assert spool.drain_once() is True
+    assert [record["name"] for record in receiver.sent] == ["a", "b", "c"]
+    assert spool.backlog() == 0 and spool.available
+
+
+def test_a_follow_up_step_replaces_its_record_and_a_deferred_one_lets_the_others_go(tmp_path: Path) -> None:
+    receiver = Receiver()
+    spool = DiskSpool(tmp_path, "test", receiver)
+    spool.put({"name": "run", "then": {"name": "link", "wait_for": "trace"}})
+    spool.put({"name": "other"})
+    assert spool.drain_once() is False  # the run went; its link step now waits in its place
+    assert [record["name"] for record in receiver.sent] == ["run", "other"]
+    assert spool.backlog() == 1
+    assert spool.drain_once() is False  # still no trace
+    spool.put({"name": "trace"})
+    assert spool.drain_once() is False  # the link is older than the trace: it goes on the next pass
+    assert spool.drain_once() is True
+    assert spool.backlog() == 0
+    assert [record["name"] for record in receiver.sent] == ["run", "other", "trace", "link"]
+
+
+def test_refused_and_unreadable_records_are_set_aside_not_retried(tmp_path: Path) -> None:
+    receiver = Receiver()
+    spool = DiskSpool(tmp_path, "test", receiver)
+    spool.put({"name": "bad", "refuse": True})
+    (tmp_path / "0.json").write_text("{not json")
+    spool.put({"name": "good"})
+    assert spool.drain_once() is True
+    assert [record["name"] for record in receiver.sent] == ["good"]
+    assert len(list(tmp_path.glob("*.rejected"))) == 1 and len(list(tmp_path.glob("*.bad"))) == 1
+
+
+def test_only_client_errors_count_as_refusals() -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, REQUEST_LIMIT_EXCEEDED
+
+    assert rejected_by_mlflow(MlflowException("bad", error_code=INVALID_PARAMETER_VALUE))
+    assert not rejected_by_mlflow(MlflowException("down", error_code=INTERNAL_ERROR))
+    assert not rejected_by_mlflow(MlflowException("slow down", error_code=REQUEST_LIMIT_EXCEEDED))
+    assert not rejected_by_mlflow(ConnectionError("refused"))
