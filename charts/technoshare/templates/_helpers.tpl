@@ -1,0 +1,226 @@
+{{/* Names and labels, in the style of the community charts. */}}
+{{- define "technoshare.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "technoshare.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "technoshare.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "technoshare.labels" -}}
+helm.sh/chart: {{ include "technoshare.chart" . }}
+app.kubernetes.io/name: {{ include "technoshare.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: technoshare
+{{- end }}
+
+{{/* Selector labels of one component: include "technoshare.selectorLabels" (dict "root" $ "component" "ingest") */}}
+{{- define "technoshare.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "technoshare.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "technoshare.componentLabels" -}}
+{{ include "technoshare.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "technoshare.componentName" -}}
+{{- printf "%s-%s" (include "technoshare.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* An image reference: include "technoshare.image" (dict "root" $ "image" .Values.ingest.image) */}}
+{{- define "technoshare.image" -}}
+{{- $registry := .root.Values.global.imageRegistry -}}
+{{- $tag := .image.tag | default .root.Chart.AppVersion -}}
+{{- if $registry }}{{ printf "%s/%s:%s" $registry .image.repository $tag }}{{ else }}{{ printf "%s:%s" .image.repository $tag }}{{ end }}
+{{- end }}
+
+{{/* A secret value that stays the same across upgrades: the given one, else the stored one, else random. */}}
+{{- define "technoshare.secretValue" -}}
+{{- if .value }}{{ .value }}{{- else }}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name }}
+{{- if and $existing (index $existing.data .key) }}{{ index $existing.data .key | b64dec }}{{ else }}{{ randAlphaNum 32 }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{- define "technoshare.slackSecret" -}}
+{{- .Values.secrets.slack.existingSecret | default (printf "%s-slack" (include "technoshare.fullname" .)) }}
+{{- end }}
+{{- define "technoshare.openaiSecret" -}}
+{{- .Values.secrets.openai.existingSecret | default (printf "%s-openai" (include "technoshare.fullname" .)) }}
+{{- end }}
+{{- define "technoshare.internalTokenSecret" -}}
+{{- .Values.secrets.internalToken.existingSecret | default (printf "%s-internal-token" (include "technoshare.fullname" .)) }}
+{{- end }}
+{{- define "technoshare.databaseSecret" -}}
+{{- if .Values.postgresql.enabled }}
+{{- .Values.postgresql.existingSecret | default (printf "%s-postgresql" (include "technoshare.fullname" .)) }}
+{{- else }}
+{{- .Values.externalDatabase.existingSecret | default (printf "%s-external-database" (include "technoshare.fullname" .)) }}
+{{- end }}
+{{- end }}
+{{- define "technoshare.s3Secret" -}}
+{{- if .Values.minio.enabled }}
+{{- .Values.minio.existingSecret | default (printf "%s-minio" (include "technoshare.fullname" .)) }}
+{{- else }}
+{{- .Values.externalS3.existingSecret }}
+{{- end }}
+{{- end }}
+{{- define "technoshare.mlflowAuthSecret" -}}
+{{- .Values.mlflow.auth.existingSecret | default (printf "%s-mlflow-auth" (include "technoshare.fullname" .)) }}
+{{- end }}
+
+{{- define "technoshare.databaseHost" -}}
+{{- if .Values.postgresql.enabled }}{{ include "technoshare.componentName" (dict "root" . "component" "postgresql") }}{{ else }}{{ required "externalDatabase.host is required when postgresql.enabled is false" .Values.externalDatabase.host }}{{ end }}
+{{- end }}
+{{- define "technoshare.databasePort" -}}
+{{- if .Values.postgresql.enabled }}5432{{ else }}{{ .Values.externalDatabase.port }}{{ end }}
+{{- end }}
+{{- define "technoshare.databaseUser" -}}
+{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.username }}{{ else }}{{ .Values.externalDatabase.username }}{{ end }}
+{{- end }}
+{{- define "technoshare.mlflowDatabase" -}}
+{{- if .Values.postgresql.enabled }}mlflow{{ else }}{{ .Values.externalDatabase.mlflowDatabase }}{{ end }}
+{{- end }}
+{{- define "technoshare.jobsDatabase" -}}
+{{- if .Values.postgresql.enabled }}technoshare{{ else }}{{ .Values.externalDatabase.jobsDatabase }}{{ end }}
+{{- end }}
+
+{{/* postgresql://user:$(DATABASE_PASSWORD)@host:port/db — Kubernetes expands $(DATABASE_PASSWORD) from the env. */}}
+{{- define "technoshare.databaseUrl" -}}
+{{- printf "postgresql://%s:$(DATABASE_PASSWORD)@%s:%s/%s" (include "technoshare.databaseUser" .root) (include "technoshare.databaseHost" .root) (include "technoshare.databasePort" .root) .database }}
+{{- end }}
+
+{{- define "technoshare.s3Endpoint" -}}
+{{- if .Values.minio.enabled }}{{ printf "http://%s:9000" (include "technoshare.componentName" (dict "root" . "component" "minio")) }}{{ else }}{{ .Values.externalS3.endpoint }}{{ end }}
+{{- end }}
+{{- define "technoshare.s3Bucket" -}}
+{{- if .Values.minio.enabled }}{{ .Values.mlflow.bucket }}{{ else }}{{ required "externalS3.bucket is required when minio.enabled is false" .Values.externalS3.bucket }}{{ end }}
+{{- end }}
+
+{{- define "technoshare.mlflowUri" -}}
+{{- if .Values.mlflow.enabled }}{{ printf "http://%s:5000" (include "technoshare.componentName" (dict "root" . "component" "mlflow")) }}{{ else }}{{ .Values.externalMlflow.trackingUri }}{{ end }}
+{{- end }}
+
+{{/* The five services: key in values, component name, port. */}}
+{{- define "technoshare.services" -}}
+ingest: {key: ingest, port: 3000, module: ingest}
+retrieval: {key: retrieval, port: 8001, module: retrieval}
+llm-gateway: {key: llmGateway, port: 8002, module: llm_gateway}
+composer: {key: composer, port: 8003, module: composer}
+poster: {key: poster, port: 8004, module: poster}
+{{- end }}
+
+{{/* Environment every service shares: where the others are, the internal token, MLflow. */}}
+{{- define "technoshare.commonEnv" -}}
+- name: LOG_LEVEL
+  value: {{ .Values.global.logLevel | quote }}
+- name: TECHNOSHARE_INTERNAL_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ include "technoshare.internalTokenSecret" . }}, key: token}
+{{- range $name, $svc := include "technoshare.services" . | fromYaml }}
+- name: {{ printf "%s_URL" ($name | upper | replace "-" "_") }}
+  value: {{ printf "http://%s:%d" (include "technoshare.componentName" (dict "root" $ "component" $name)) (int $svc.port) | quote }}
+{{- end }}
+- name: MLFLOW_TRACKING_URI
+  value: {{ include "technoshare.mlflowUri" . | quote }}
+- name: MLFLOW_SPOOL_DIR
+  value: /var/spool/technoshare
+{{- if .Values.mlflow.auth.enabled }}
+- name: MLFLOW_TRACKING_USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ include "technoshare.mlflowAuthSecret" . }}, key: admin-username}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ include "technoshare.mlflowAuthSecret" . }}, key: admin-password}
+{{- end }}
+{{- end }}
+
+{{- define "technoshare.databasePasswordEnv" -}}
+- name: DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ include "technoshare.databaseSecret" . }}, key: password}
+{{- end }}
+
+{{/* What one service needs beyond the common environment: include "technoshare.serviceEnv" (dict "root" $ "component" "ingest") */}}
+{{- define "technoshare.serviceEnv" -}}
+{{- $root := .root }}
+{{- if eq .component "ingest" }}
+{{ include "technoshare.databasePasswordEnv" $root }}
+- name: JOB_STORE_DATABASE_URL
+  value: {{ include "technoshare.databaseUrl" (dict "root" $root "database" (include "technoshare.jobsDatabase" $root)) | quote }}
+- name: SLACK_SIGNING_SECRET
+  valueFrom:
+    secretKeyRef: {name: {{ include "technoshare.slackSecret" $root }}, key: signing-secret}
+{{- else if eq .component "poster" }}
+{{ include "technoshare.databasePasswordEnv" $root }}
+- name: POSTER_DATABASE_URL
+  value: {{ include "technoshare.databaseUrl" (dict "root" $root "database" (include "technoshare.jobsDatabase" $root)) | quote }}
+- name: SLACK_BOT_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ include "technoshare.slackSecret" $root }}, key: bot-token, optional: true}
+{{- else if eq .component "llm-gateway" }}
+{{ include "technoshare.databasePasswordEnv" $root }}
+- name: LLM_SPEND_DATABASE_URL
+  value: {{ include "technoshare.databaseUrl" (dict "root" $root "database" (include "technoshare.jobsDatabase" $root)) | quote }}
+- name: OPENAI_API_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "technoshare.openaiSecret" $root }}, key: api-key, optional: true}
+{{- with $root.Values.llmGateway.upstreamBaseUrl }}
+- name: LLM_UPSTREAM_BASE_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- if gt (float64 $root.Values.llmGateway.dailyBudgetUsd) 0.0 }}
+- name: LLM_BUDGET_USD_PER_DAY
+  value: {{ $root.Values.llmGateway.dailyBudgetUsd | quote }}
+{{- end }}
+- name: LLM_PRICES_FILE
+  value: /etc/technoshare/model_prices.yaml
+{{- else if eq .component "composer" }}
+- name: TECHNOSHARE_DATA_DIR
+  value: /app/data
+- name: STAGE_A_MODEL
+  value: {{ $root.Values.composer.stageAModel | quote }}
+- name: STAGE_B_MODEL
+  value: {{ $root.Values.composer.stageBModel | quote }}
+- name: PROMPT_ALIAS
+  value: {{ $root.Values.composer.promptAlias | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "technoshare.mlflowS3Env" -}}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ include "technoshare.s3Endpoint" . | quote }}
+- name: AWS_DEFAULT_REGION
+  value: {{ .Values.externalS3.region | quote }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef: {name: {{ include "technoshare.s3Secret" . }}, key: {{ ternary "root-user" "access-key-id" .Values.minio.enabled }}}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "technoshare.s3Secret" . }}, key: {{ ternary "root-password" "secret-access-key" .Values.minio.enabled }}}
+{{- end }}
+
+{{/* MLflow's database URL in $MLFLOW_DATABASE_URI (the password comes from its Secret, never from values). */}}
+{{- define "technoshare.mlflowDatabaseEnv" -}}
+{{ include "technoshare.databasePasswordEnv" . }}
+- name: MLFLOW_DATABASE_URI
+  value: {{ include "technoshare.databaseUrl" (dict "root" . "database" (include "technoshare.mlflowDatabase" .)) | quote }}
+{{- end }}
