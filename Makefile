@@ -81,11 +81,17 @@ chart-data:
 	cp data/projects.yaml data/model_prices.yaml charts/technoshare/files/data/
 	cp data/prompts/*.yaml charts/technoshare/files/data/prompts/
 
-chart-check: install $(HELM) $(PROMTOOL)
+# JSON schemas of the chart's custom resources (prometheus-operator, Gateway API), pinned by package-lock.json.
+CRD_VALIDATOR := scripts/crd_validate/node_modules/.package-lock.json
+
+$(CRD_VALIDATOR): scripts/crd_validate/package-lock.json
+	cd scripts/crd_validate && npm ci --silent --no-audit --no-fund
+
+chart-check: install $(HELM) $(PROMTOOL) $(CRD_VALIDATOR)
 	$(PY) scripts/chart_check.py
 
 test: install model lint chart-check
 	.venv/bin/pytest -ra
 
 clean: down
-	rm -rf .run .cache .venv
+	rm -rf .run .cache .venv scripts/crd_validate/node_modules

@@ -1,7 +1,8 @@
 """make chart-check: lints, renders and validates charts/technoshare, its alert rules and its dashboard.
 
 - helm lint --strict, and helm template, with the default values and with external database/S3 values;
-- kubernetes-validate --strict on every rendered manifest (prometheus-operator kinds have no schema there);
+- kubernetes-validate --strict on every rendered manifest; the custom resources it has no schema for
+  (ServiceMonitor, PrometheusRule, HTTPRoute) against their CRDs' JSON schemas (scripts/crd_validate);
 - promtool check rules on the alert file and on the rendered PrometheusRule; promtool test rules;
 - the chart's copies of data/ (prompts, projects, prices) are identical to data/;
 - the dashboard is valid JSON and every panel has a PromQL query.
@@ -10,6 +11,7 @@ The dashboard's queries run against a real Prometheus in tests/e2e/test_dashboar
 
 import filecmp
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,8 @@ TOOLS = ROOT / ".cache" / "tools"
 HELM = TOOLS / "helm" / "helm"
 PROMTOOL = TOOLS / "prometheus" / "usr" / "bin" / "promtool"
 VALUES = {"default": CHART / "ci" / "default-values.yaml", "external": CHART / "ci" / "external-values.yaml"}
-SCHEMALESS = {"ServiceMonitor", "PrometheusRule"}
+CRD_VALIDATOR = ROOT / "scripts" / "crd_validate"
+NO_SCHEMA = re.compile(r"Couldn't find schema for kind (\S+) with api version (\S+)")
 
 
 def run(*command: str | Path) -> str:
@@ -41,15 +44,21 @@ def render(name: str, values: Path, folder: Path) -> tuple[Path, list[dict]]:
     return manifest, documents
 
 
-def validate(manifest: Path, documents: list[dict]) -> None:
+def validate(manifest: Path, documents: list[dict]) -> str:
+    """Core kinds by kubernetes-validate, the custom kinds it cannot check by their CRDs' schemas."""
     output = run(ROOT / ".venv" / "bin" / "kubernetes-validate", "--strict", "--quiet", manifest)
-    problems = [line for line in output.splitlines() if line.strip() and "Couldn't find schema for kind" not in line]
+    lines = [line for line in output.splitlines() if line.strip()]
+    problems = [line for line in lines if not NO_SCHEMA.search(line)]
     if problems:
         raise SystemExit("kubernetes-validate:\n" + "\n".join(problems))
-    for document in documents:
-        if document["kind"] in SCHEMALESS:
-            assert document["apiVersion"] == "monitoring.coreos.com/v1", document["metadata"]["name"]
+    custom_kinds = {match.groups() for line in lines if (match := NO_SCHEMA.search(line))}
+    custom = [doc for doc in documents if (doc["kind"], doc["apiVersion"]) in custom_kinds]
+    for document in custom:
+        if document["apiVersion"].startswith("monitoring.coreos.com/"):
             assert document["metadata"]["labels"].get("release"), f"{document['metadata']['name']}: no release label"
+    resources = manifest.with_suffix(".custom.json")
+    resources.write_text(json.dumps(custom))
+    return run("node", CRD_VALIDATOR / "validate.mjs", resources).strip()
 
 
 def check_rules(documents: list[dict], folder: Path) -> None:
@@ -85,9 +94,9 @@ def main() -> None:
         folder = Path(tmp)
         for name, values in VALUES.items():
             manifest, documents = render(name, values, folder)
-            validate(manifest, documents)
+            custom = validate(manifest, documents)
             kinds = sorted({document["kind"] for document in documents})
-            print(f"{name} values: {len(documents)} resources valid ({', '.join(kinds)})")
+            print(f"{name} values: {len(documents)} resources valid ({', '.join(kinds)}); CRD schemas: {custom}")
             check_rules(documents, folder)
         print(run(PROMTOOL, "test", "rules", ROOT / "tests" / "chart" / "alerts_test.yaml").strip().splitlines()[-1])
     check_data_copies()
