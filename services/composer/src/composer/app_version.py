@@ -90,6 +90,11 @@ class AppVersions:
             self._sender.submit(config)
         return name, None
 
+    def registered_id(self, name: str | None) -> str | None:
+        """The LoggedModel id of a version this process has seen registered; never calls MLflow."""
+        with self._lock:
+            return self._known.get(name) if name else None
+
     def register(self, config: dict[str, str]) -> str:
         """The LoggedModel for this configuration, created the first time it is seen (by any replica)."""
         from mlflow import MlflowClient

@@ -151,6 +151,9 @@ class Pipeline:
             raise DependencyUnavailable(f"llm: {exc}") from exc
         except openai.APIStatusError as exc:
             result.error = f"llm-gateway refused the call: HTTP {exc.status_code}: {exc.message}"
+        if result.app_version_id is None:
+            # A new version's registration starts with its first job, and has usually landed by its end.
+            result.app_version_id = self.app_versions.registered_id(result.app_version)
         result.timings["total"] = round(time.perf_counter() - start, 4)
         if result.error:
             log.warning("job ended in error", extra={"error": result.error})
