@@ -94,6 +94,10 @@ class ServiceProcess:
                 return False
 
         wait_until(healthy, timeout=timeout, what=f"{self.module} /healthz")
+        # A healthy answer from another service on this port must fail here, not as 404s in a test.
+        title = httpx.get(f"{self.url}/openapi.json", timeout=5).json()["info"]["title"]
+        expected = f"technoshare-{self.module.replace('_', '-')}"
+        assert title == expected, f"{self.module}: port {self.port} is answered by {title}"
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers run, as when a pod is OOM-killed."""
