@@ -12,16 +12,13 @@ import asyncio
 import json
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import sample_site  # noqa: E402
+from local_server import serve_in_thread  # noqa: E402
 
 # (sample id, the team's project theme a good reply leads with, tags, the Slack message)
 EXAMPLES: list[tuple[str, str, list[str], str]] = [
@@ -50,23 +47,6 @@ EXAMPLES: list[tuple[str, str, list[str], str]] = [
     ("web:terraform-core-architecture", "Infrastructure and observability", ["iac"], "How Terraform works {url}"),
     ("web:uv-resolution", "Developer experience", ["python", "packaging"], "How uv resolves deps {url}"),
 ]
-
-
-class SampleSite:
-    def __init__(self, port: int = 0) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(sample_site.app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.05)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def relabel(evidence: dict[str, Any], local: str, real: str) -> dict[str, Any]:
@@ -115,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=ROOT / "data" / "eval_dataset.json")
     args = parser.parse_args()
-    with SampleSite() as site:
+    with serve_in_thread(sample_site.app) as site:
         examples = asyncio.run(build(site))
     dataset = {
         "description": "TechnoShare Commentator evaluation set: real links with pinned evidence snapshots.",

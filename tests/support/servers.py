@@ -5,17 +5,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
+from local_server import serve_in_thread  # noqa: E402, F401  (one server helper for scripts and tests)
 from stack import service_command  # noqa: E402
 
 _issued_ports: set[int] = set()
@@ -44,21 +41,6 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@contextmanager
-def serve_in_thread(app, port: int | None = None) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """Serve an ASGI app on 127.0.0.1 and yield its base URL."""
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what=f"server on {port}")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class ServiceProcess:

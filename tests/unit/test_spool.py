@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
-from technoshare_common.spool import Deferred, DiskSpool, Record, Rejected, rejected_by_mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, REQUEST_LIMIT_EXCEEDED
+
+from technoshare_common.spool import Deferred, DiskSpool, Record, rejected_by_mlflow
 
 
 class Receiver:
@@ -14,7 +17,7 @@ class Receiver:
         if self.down:
             raise ConnectionError("MLflow is down")
         if record.get("refuse"):
-            raise Rejected("bad record")
+            raise MlflowException("bad record", error_code=INVALID_PARAMETER_VALUE)
         if record.get("wait_for") and record["wait_for"] not in {sent["name"] for sent in self.sent}:
             raise Deferred
         self.sent.append(record)
@@ -63,9 +66,6 @@ def test_refused_and_unreadable_records_are_set_aside_not_retried(tmp_path: Path
 
 
 def test_only_client_errors_count_as_refusals() -> None:
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, REQUEST_LIMIT_EXCEEDED
-
     assert rejected_by_mlflow(MlflowException("bad", error_code=INVALID_PARAMETER_VALUE))
     assert not rejected_by_mlflow(MlflowException("down", error_code=INTERNAL_ERROR))
     assert not rejected_by_mlflow(MlflowException("slow down", error_code=REQUEST_LIMIT_EXCEEDED))

@@ -37,12 +37,11 @@ class Deferred(Exception):
     """This record cannot be sent yet (it waits on another one); the records after it still go."""
 
 
-class Rejected(Exception):
-    """MLflow refused this record as it is (a client error): retrying cannot help, so it is set aside."""
-
-
 def rejected_by_mlflow(exc: Exception) -> bool:
-    """A 4xx from MLflow other than 'try again later'; connection failures count as 5xx there."""
+    """A 4xx from MLflow other than 'try again later': retrying cannot help, so the record is set aside.
+
+    Connection failures count as 5xx there, and wait for MLflow to come back.
+    """
     status = exc.get_http_status_code() if hasattr(exc, "get_http_status_code") else 500
     return 400 <= status < 500 and status not in (408, 429)
 
@@ -125,12 +124,15 @@ class DiskSpool:
             except Deferred:
                 all_sent = False
                 continue
-            except Rejected as exc:
-                SPOOL_RECORDS.labels(self.kind, "rejected").inc()
-                log.error("MLflow rejected a spooled record; set aside", extra={"file": path.name, "error": str(exc)})
-                path.rename(path.with_suffix(".rejected"))
-                continue
             except Exception as exc:
+                if rejected_by_mlflow(exc):
+                    SPOOL_RECORDS.labels(self.kind, "rejected").inc()
+                    log.error(
+                        "MLflow rejected a spooled record; set aside",
+                        extra={"file": path.name, "error": str(exc)[:500]},
+                    )
+                    path.rename(path.with_suffix(".rejected"))
+                    continue
                 SPOOL_RECORDS.labels(self.kind, "deferred").inc()
                 if self.available:
                     log.warning(

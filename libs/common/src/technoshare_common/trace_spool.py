@@ -21,13 +21,13 @@ from mlflow.tracing.export.utils import try_link_prompts_to_trace
 from mlflow.tracing.processor.mlflow_v3 import MlflowV3SpanProcessor
 from mlflow.tracing.utils import add_size_stats_to_trace_metadata
 
-from technoshare_common.spool import DiskSpool, Record, Rejected, rejected_by_mlflow
+from technoshare_common.spool import DiskSpool, Record, rejected_by_mlflow
 
 log = logging.getLogger(__name__)
 
 
 def send_trace_record(client: TracingClient, record: Record) -> None:
-    """Sends spooled spans (kind `spans`) or a trace's info (kind `trace`); raises Rejected on a client error."""
+    """Sends spooled spans (kind `spans`) or a trace's info (kind `trace`)."""
     try:
         if record["kind"] == "spans":
             client.log_spans(record["experiment_id"], [Span.from_dict(span) for span in record["spans"]])
@@ -41,10 +41,6 @@ def send_trace_record(client: TracingClient, record: Record) -> None:
         # log_spans for good; forget it so the next attempt probes again.
         RestStore._get_server_version.cache_clear()
         raise ConnectionError(str(exc)) from exc
-    except Exception as exc:
-        if rejected_by_mlflow(exc):
-            raise Rejected(str(exc)[:500]) from exc
-        raise
 
 
 class SpoolingSpanExporter(MlflowV3SpanExporter):
@@ -71,10 +67,12 @@ class SpoolingSpanExporter(MlflowV3SpanExporter):
             try:
                 send_trace_record(self._client, record)
                 return True
-            except Rejected as exc:
-                log.warning("MLflow refused a trace record", extra={"kind": record["kind"], "error": str(exc)})
-                return False
             except Exception as exc:
+                if rejected_by_mlflow(exc):
+                    log.warning(
+                        "MLflow refused a trace record", extra={"kind": record["kind"], "error": str(exc)[:500]}
+                    )
+                    return False
                 self._spool.available = False
                 log.warning(
                     "MLflow is unavailable; spans and traces wait in the spool until it is back",

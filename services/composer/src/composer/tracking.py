@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from composer.app_version import AppVersions
 from technoshare_common.schemas import ComposeResult, JobRunRequest
-from technoshare_common.spool import Deferred, DiskSpool, Record, Rejected, rejected_by_mlflow
+from technoshare_common.spool import Deferred, DiskSpool, Record
 from technoshare_common.tracing import lean_mlflow_client
 
 log = logging.getLogger(__name__)
@@ -156,16 +156,11 @@ class JobTracker:
         )
 
     def _send(self, record: Record) -> Record | None:
-        try:
-            if record.get("kind") == "trace_link":
-                if self._link_trace(record) is not None:
-                    raise Deferred
-                return None
-            return self._log(record)
-        except Exception as exc:
-            if rejected_by_mlflow(exc):
-                raise Rejected(str(exc)[:500]) from exc
-            raise
+        if record.get("kind") == "trace_link":
+            if self._link_trace(record) is not None:
+                raise Deferred
+            return None
+        return self._log(record)
 
     def _client(self) -> Any:
         from mlflow import MlflowClient
