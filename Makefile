@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 URL ?=
 
-.PHONY: install model up down run test lint eval promote bench chart-check chart-data clean
+.PHONY: install model up down run test lint eval promote bench chart-check chart-data docker-engine images rehearse clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv==$(UV_VERSION)
@@ -90,7 +90,19 @@ $(CRD_VALIDATOR): scripts/crd_validate/package-lock.json
 chart-check: install $(HELM) $(PROMTOOL) $(CRD_VALIDATOR)
 	$(PY) scripts/chart_check.py
 
-test: install model lint chart-check
+# A Docker engine (Debian's docker.io and dockerd, started if none answers) and the seven images, tagged with
+# the git revision; without a registry the base image is made from Debian's packages (scripts/images).
+docker-engine:
+	scripts/images/docker_engine.sh .cache
+
+images: install docker-engine
+	$(PY) scripts/images/build.py
+
+# The rendered chart run as containers of those images, end to end (tests/rehearsal; make test runs it too).
+rehearse: images chart-check
+	.venv/bin/pytest -ra tests/rehearsal
+
+test: install model lint chart-check images
 	.venv/bin/pytest -ra
 
 clean: down

@@ -1,29 +1,90 @@
+import functools
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
+from typing import NamedTuple
 
+import docker
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
+
+POSTGRES_IMAGE = "postgres:16-alpine"
+LOCAL_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
-def _docker_reachable() -> bool:
-    if not shutil.which("docker"):
+POSTGRES_USED = pytest.StashKey[str]()
+
+
+class PostgresPlan(NamedTuple):
+    container: bool
+    ryuk: bool
+    says: str
+
+
+@functools.cache
+def _postgres_plan() -> PostgresPlan:
+    """Where the PostgreSQL tests run, decided once per session and said in pytest's header.
+
+    testcontainers pulls the images a Docker engine lacks, and a machine may run one that reaches no
+    registry: a container only when its image is already there, and Ryuk (which removes it if pytest dies)
+    only when its image is there too; else the local server.
+    """
+    if url := os.environ.get("TEST_POSTGRES_URL"):
+        return PostgresPlan(False, False, f"TEST_POSTGRES_URL {make_url(url).render_as_string(hide_password=True)}")
+    from testcontainers.core.config import testcontainers_config
+
+    local, ryuk_image = f"the local server {LOCAL_POSTGRES_URL}", testcontainers_config.ryuk_image
+    try:
+        docker_engine = docker.from_env(timeout=10)
+        try:
+            postgres_here, ryuk_here = (_has_image(docker_engine, name) for name in (POSTGRES_IMAGE, ryuk_image))
+        finally:
+            docker_engine.close()
+    except docker.errors.DockerException:
+        return PostgresPlan(False, False, f"{local} (no Docker engine answers)")
+    if not postgres_here:
+        return PostgresPlan(False, False, f"{local} ({POSTGRES_IMAGE} is not in the Docker engine)")
+    container = f"a testcontainer {POSTGRES_IMAGE}"
+    if testcontainers_config.ryuk_disabled:
+        return PostgresPlan(True, False, f"{container}, Ryuk disabled by TESTCONTAINERS_RYUK_DISABLED")
+    if not ryuk_here:
+        return PostgresPlan(True, False, f"{container}, Ryuk off ({ryuk_image} is not in the Docker engine)")
+    return PostgresPlan(True, True, f"{container} with Ryuk")
+
+
+def _has_image(docker_engine: docker.DockerClient, name: str) -> bool:
+    try:
+        docker_engine.images.get(name)
+    except docker.errors.ImageNotFound:
         return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    return True
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"postgres: {_postgres_plan().says}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Also under -q, which shows no header."""
+    if POSTGRES_USED in config.stash:
+        terminalreporter.write_line(f"PostgreSQL tests ran on {config.stash[POSTGRES_USED]}")
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url() -> Iterator[str]:
-    """A real PostgreSQL: a testcontainer when a Docker engine answers, else the local server."""
-    if _docker_reachable():
+def postgres_server_url(pytestconfig: pytest.Config) -> Iterator[str]:
+    """A real PostgreSQL: TEST_POSTGRES_URL, a testcontainer when its image is here, else the local server."""
+    plan = _postgres_plan()
+    pytestconfig.stash[POSTGRES_USED] = plan.says
+    if plan.container:
+        from testcontainers.core.config import testcontainers_config
         from testcontainers.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:16-alpine", driver="psycopg") as container:
+        # the same setting as TESTCONTAINERS_RYUK_DISABLED, else testcontainers would pull Ryuk's image
+        testcontainers_config.ryuk_disabled = not plan.ryuk
+        with PostgresContainer(POSTGRES_IMAGE, driver="psycopg") as container:
             yield container.get_connection_url()
         return
-    yield os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    yield os.environ.get("TEST_POSTGRES_URL", LOCAL_POSTGRES_URL)
 
 
 @pytest.fixture

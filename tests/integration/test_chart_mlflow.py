@@ -30,7 +30,7 @@ def rendered_mlflow() -> tuple[dict, dict]:  # type: ignore[type-arg]
 
 @pytest.fixture
 def database(postgres_url: str) -> str:
-    """A fresh PostgreSQL database, as MLflow's image reaches it (psycopg2, the default driver)."""
+    """A fresh PostgreSQL database, as MLflow's image reaches it (psycopg 3, SQLAlchemy 2.1's default driver)."""
     return postgres_url.replace("postgresql+psycopg://", "postgresql://")
 
 

@@ -1,94 +1,85 @@
-"""Each image's entrypoint, started as a process the way its Dockerfile starts it (no Docker engine here), and
-the chart running the same command: the Dockerfiles, the chart and the code cannot drift apart unnoticed."""
+"""Each service image, built by `make images`, started as a container with its own CMD (read-only root, its own
+user), and the chart running exactly the command that CMD runs: images, chart and code cannot drift apart."""
 
-import json
-import os
 import re
-import shutil
-import subprocess
-from pathlib import Path
+import shlex
 
+import docker
 import httpx
 import pytest
 
+from tests.rehearsal.conftest import built_images
 from tests.support.chart import render_chart
 from tests.support.servers import ROOT, free_port, wait_until
 
 SERVICES = ("ingest", "retrieval", "llm-gateway", "composer", "poster")
 
 
-def dockerfile(service: str) -> dict[str, object]:
-    text = (ROOT / "services" / service / "Dockerfile").read_text()
-    runtime = text[text.rindex("FROM ") :]  # the final stage is the image
-    env: dict[str, str] = {}
-    for line in re.findall(r"^ENV (.+)$", runtime, re.M):
-        env |= dict(pair.split("=", 1) for pair in line.split())
-    copies = re.findall(r"^COPY (data/\S+) (/app/\S+)$", runtime, re.M)
-    [cmd] = re.findall(r"^CMD (\[.+\])$", runtime, re.M)
-    [port] = re.findall(r"^EXPOSE (\d+)$", runtime, re.M)
-    return {"cmd": json.loads(cmd), "env": env, "copies": copies, "port": int(port)}
+def image_command(tag: str) -> list[str]:
+    """What the image's CMD (`/bin/sh -c "exec uvicorn … $TECHNOSHARE_SERVICE_PORT …"`) executes."""
+    config = docker.from_env().images.get(tag).attrs["Config"]
+    env = dict(entry.split("=", 1) for entry in config["Env"])
+    shell, flag, script = config["Cmd"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    words = shlex.split(re.sub(r"\$(\w+)", lambda m: env[m.group(1)], script))
+    assert words[0] == "exec"
+    return words[1:]
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_the_image_entrypoint_serves(service: str, tmp_path: Path) -> None:
-    image = dockerfile(service)
-    app_root = tmp_path / "image"
-    for source, target in image["copies"]:  # type: ignore[attr-defined]
-        destination = app_root / target.removeprefix("/")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if (ROOT / source).is_dir() else shutil.copy)(ROOT / source, destination)
-    env = {
-        key: value.replace("/app/", f"{app_root}/app/").replace("/opt/tiktoken", str(ROOT / ".cache" / "tiktoken"))
-        for key, value in image["env"].items()  # type: ignore[attr-defined]
-        if not key.startswith("UV_") and key != "PATH"
-    }
-    env |= {
-        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
-        "HOME": str(tmp_path),
-        "SLACK_SIGNING_SECRET": "entrypoint-test",
-        "JOB_STORE_DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}",
-        "POSTER_DATABASE_URL": f"sqlite:///{tmp_path / 'poster.db'}",
-        "LLM_SPEND_DATABASE_URL": f"sqlite:///{tmp_path / 'spend.db'}",
-    }
+def test_the_image_serves_with_its_own_cmd(service: str) -> None:
+    tag = built_images()["images"][service]
     port = free_port()
-    command = [str(part) for part in image["cmd"]]  # type: ignore[attr-defined]
-    assert command[command.index("--port") + 1] == str(image["port"])
-    command[command.index("--port") + 1] = str(port)
-    command[command.index("--host") + 1] = "127.0.0.1"
-    log = (tmp_path / "service.log").open("wb")
-    child = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    container = docker.from_env().containers.run(
+        tag,
+        detach=True,
+        network_mode="host",
+        read_only=True,
+        cap_drop=["ALL"],
+        tmpfs={"/tmp": "mode=1777"},
+        environment={
+            "TECHNOSHARE_SERVICE_PORT": str(port),
+            "SLACK_SIGNING_SECRET": "entrypoint-test",
+            "JOB_STORE_DATABASE_URL": "sqlite:////tmp/jobs.db",
+            "POSTER_DATABASE_URL": "sqlite:////tmp/poster.db",
+            "LLM_SPEND_DATABASE_URL": "sqlite:////tmp/spend.db",
+        },
+    )
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{url}/healthz", child), timeout=60, what=f"{service}'s entrypoint")
-        metrics = httpx.get(f"{url}/metrics", timeout=5).text
-        assert "technoshare_http_requests_total" in metrics
+
+        def answers() -> bool:
+            container.reload()
+            assert container.status == "running", container.logs().decode(errors="replace")[-3000:]
+            try:
+                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, timeout=90, what=f"{service}'s image")
+        assert httpx.get(f"{url}/openapi.json", timeout=5).json()["info"]["title"] == f"technoshare-{service}"
+        assert "technoshare_http_requests_total" in httpx.get(f"{url}/metrics", timeout=5).text
+        assert container.attrs["Config"]["User"] == "10001:10001"
+        if service == "composer":  # the prompts composer falls back to are in the image
+            found = container.exec_run(["test", "-f", "/app/data/prompts/stage_b_compose_reply.yaml"])
+            assert found.exit_code == 0
     finally:
-        child.terminate()
-        child.wait(timeout=15)
-    if service == "composer":  # the image's data folder is what composer read its prompts from
-        assert (app_root / "app" / "data" / "prompts" / "stage_b_compose_reply.yaml").exists()
+        container.remove(force=True)
 
 
-def test_the_chart_runs_each_image_as_its_dockerfile_does() -> None:
+def test_the_chart_runs_each_image_as_its_cmd_does() -> None:
+    images = built_images()["images"]
     deployments = {
         doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc
         for doc in render_chart()
         if doc["kind"] == "Deployment"
     }
     for service in SERVICES:
-        image = dockerfile(service)
+        command = image_command(images[service])
         [container] = deployments[service]["spec"]["template"]["spec"]["containers"]
-        assert container["command"] == image["cmd"], service
-        assert container["ports"][0]["containerPort"] == image["port"], service
+        assert container["command"] == command, service
+        assert container["ports"][0]["containerPort"] == int(command[command.index("--port") + 1]), service
         assert container["image"].startswith(f"technoshare/{service}:"), service
-
-
-def _answers(url: str, child: subprocess.Popen[bytes]) -> bool:
-    assert child.poll() is None, f"the entrypoint exited with {child.returncode}"
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_the_charts_jobs_run_scripts_their_image_has() -> None:

@@ -2,10 +2,16 @@
 
 from pathlib import Path
 
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, REQUEST_LIMIT_EXCEEDED
+from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS, MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INTERNAL_ERROR,
+    INVALID_PARAMETER_VALUE,
+    REQUEST_LIMIT_EXCEEDED,
+    ErrorCode,
+)
+from prometheus_client import REGISTRY
 
-from technoshare_common.spool import Deferred, DiskSpool, Record, rejected_by_mlflow
+from technoshare_common.spool import REJECTION_STATUSES, Deferred, DiskSpool, Record, rejected_by_mlflow
 
 
 class Receiver:
@@ -70,3 +76,29 @@ def test_only_client_errors_count_as_refusals() -> None:
     assert not rejected_by_mlflow(MlflowException("down", error_code=INTERNAL_ERROR))
     assert not rejected_by_mlflow(MlflowException("slow down", error_code=REQUEST_LIMIT_EXCEEDED))
     assert not rejected_by_mlflow(ConnectionError("refused"))
+
+
+def test_a_started_spool_shows_no_refusals_at_zero_then_counts_one_by_status(tmp_path: Path) -> None:
+    """Series at 0 from the start: the alert's increase() sees the first refusal, the dashboard shows a line."""
+    spool = DiskSpool(tmp_path, "unit-refusals", Receiver())
+    spool.start()
+    spool.stop()
+
+    def refused(status: str) -> float | None:
+        labels = {"kind": "unit-refusals", "status": status}
+        return REGISTRY.get_sample_value("technoshare_mlflow_spool_rejected_total", labels)
+
+    assert [refused(status) for status in REJECTION_STATUSES] == [0.0] * len(REJECTION_STATUSES)
+    spool.put({"name": "bad", "refuse": True})
+    assert spool.drain_once() is True
+    assert refused("400") == 1.0
+    assert REGISTRY.get_sample_value("technoshare_mlflow_spool_set_aside", {"kind": "unit-refusals"}) == 1.0
+
+
+def test_the_statuses_started_at_zero_are_every_refusal_mlflow_reports() -> None:
+    refusals = {
+        str(status)
+        for name, status in ERROR_CODE_TO_HTTP_STATUS.items()
+        if rejected_by_mlflow(MlflowException("refused", error_code=ErrorCode.Value(name)))
+    }
+    assert refusals == set(REJECTION_STATUSES)

@@ -103,9 +103,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.postgresql.enabled }}technoshare{{ else }}{{ .Values.externalDatabase.jobsDatabase }}{{ end }}
 {{- end }}
 
-{{/* postgresql://user:$(DATABASE_PASSWORD)@host:port/db — Kubernetes expands $(DATABASE_PASSWORD) from the env. */}}
+{{/* postgresql://user@host:port/db, no password: libpq reads it from $PGPASSWORD ("technoshare.databasePasswordEnv"),
+so a password with @, /, : or # cannot break the URL. */}}
 {{- define "technoshare.databaseUrl" -}}
-{{- printf "postgresql://%s:$(DATABASE_PASSWORD)@%s:%s/%s" (include "technoshare.databaseUser" .root) (include "technoshare.databaseHost" .root) (include "technoshare.databasePort" .root) .database }}
+{{- printf "postgresql://%s@%s:%s/%s" (include "technoshare.databaseUser" .root) (include "technoshare.databaseHost" .root) (include "technoshare.databasePort" .root) .database }}
 {{- end }}
 
 {{- define "technoshare.s3Endpoint" -}}
@@ -141,8 +142,16 @@ poster: {key: poster, port: 8004, module: poster}
 {{- end }}
 - name: MLFLOW_TRACKING_URI
   value: {{ include "technoshare.mlflowUri" . | quote }}
+{{- if .Values.spool.persistence.enabled }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+- name: MLFLOW_SPOOL_DIR
+  value: /var/spool/technoshare/$(POD_NAME)
+{{- else }}
 - name: MLFLOW_SPOOL_DIR
   value: /var/spool/technoshare
+{{- end }}
 {{- if .Values.mlflow.auth.enabled }}
 - name: MLFLOW_TRACKING_USERNAME
   valueFrom:
@@ -153,8 +162,9 @@ poster: {key: poster, port: 8004, module: poster}
 {{- end }}
 {{- end }}
 
+{{/* libpq (psycopg 3 in the services and in MLflow) takes the password from $PGPASSWORD when the URL has none. */}}
 {{- define "technoshare.databasePasswordEnv" -}}
-- name: DATABASE_PASSWORD
+- name: PGPASSWORD
   valueFrom:
     secretKeyRef: {name: {{ include "technoshare.databaseSecret" . }}, key: password}
 {{- end }}
@@ -218,9 +228,25 @@ poster: {key: poster, port: 8004, module: poster}
     secretKeyRef: {name: {{ include "technoshare.s3Secret" . }}, key: {{ ternary "root-password" "secret-access-key" .Values.minio.enabled }}}
 {{- end }}
 
-{{/* MLflow's database URL in $MLFLOW_DATABASE_URI (the password comes from its Secret, never from values). */}}
+{{/* MLflow's database URL in $MLFLOW_DATABASE_URI, its password in $PGPASSWORD (from its Secret, never from values). */}}
 {{- define "technoshare.mlflowDatabaseEnv" -}}
 {{ include "technoshare.databasePasswordEnv" . }}
 - name: MLFLOW_DATABASE_URI
   value: {{ include "technoshare.databaseUrl" (dict "root" . "database" (include "technoshare.mlflowDatabase" .)) | quote }}
+{{- end }}
+
+{{/* Host headers MLflow accepts. MLflow 3.5+ refuses any other (DNS-rebinding protection) with 403, and setting the
+list replaces its defaults, so it holds: the Service's cluster names (with and without the port) that the pods
+call, loopback (kubectl port-forward), the private ranges pod IPs come from (Prometheus scrapes a pod IP), and
+mlflow.allowedHosts. */}}
+{{- define "technoshare.mlflowAllowedHosts" -}}
+{{- $name := include "technoshare.componentName" (dict "root" . "component" "mlflow") }}
+{{- $ns := .Release.Namespace }}
+{{- $hosts := list }}
+{{- range (list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.%s" $name $ns .Values.global.clusterDomain)) }}
+{{- $hosts = append (append $hosts .) (printf "%s:5000" .) }}
+{{- end }}
+{{- $hosts = concat $hosts (list "localhost" "localhost:*" "127.0.0.1" "127.0.0.1:*" "[[]::1]:*" "10.*" "192.168.*") }}
+{{- range $i := until 16 }}{{ $hosts = append $hosts (printf "172.%d.*" (add 16 $i)) }}{{ end }}
+{{- join "," (concat $hosts .Values.mlflow.allowedHosts) }}
 {{- end }}

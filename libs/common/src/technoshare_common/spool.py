@@ -25,6 +25,20 @@ SPOOL_RECORDS = Counter(
     "Spooled records by kind and result: sent, deferred, rejected, spool_failed, unreadable.",
     ["kind", "result"],
 )
+SPOOL_REJECTED = Counter(
+    "technoshare_mlflow_spool_rejected_total",
+    "Records MLflow refused with a 4xx, set aside and not retried, by kind and HTTP status.",
+    ["kind", "status"],
+)
+SPOOL_SET_ASIDE = Gauge(
+    "technoshare_mlflow_spool_set_aside",
+    "Records set aside on disk (*.rejected, *.bad) for an operator to look at, by kind.",
+    ["kind"],
+)
+
+REJECTION_STATUSES = ("400", "401", "403", "404", "409", "499")
+"""The 4xx statuses MLflow's client reports a refusal with (any other status arrives as 500). Their series
+start at 0, so that the first refusal is an increase an alert can see."""
 
 Record = dict[str, Any]
 Send = Callable[[Record], Record | None]
@@ -37,12 +51,14 @@ class Deferred(Exception):
     """This record cannot be sent yet (it waits on another one); the records after it still go."""
 
 
-def rejected_by_mlflow(exc: Exception) -> bool:
-    """A 4xx from MLflow other than 'try again later': retrying cannot help, so the record is set aside.
+def http_status(exc: Exception) -> int:
+    """The HTTP status MLflow's client reports; connection failures count as 5xx, and wait for MLflow."""
+    return exc.get_http_status_code() if hasattr(exc, "get_http_status_code") else 500
 
-    Connection failures count as 5xx there, and wait for MLflow to come back.
-    """
-    status = exc.get_http_status_code() if hasattr(exc, "get_http_status_code") else 500
+
+def rejected_by_mlflow(exc: Exception) -> bool:
+    """A 4xx from MLflow other than 'try again later': retrying cannot help, so the record is set aside."""
+    status = http_status(exc)
     return 400 <= status < 500 and status not in (408, 429)
 
 
@@ -61,6 +77,9 @@ class DiskSpool:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         SPOOL_BACKLOG.labels(self.kind).set_function(self.backlog)
+        SPOOL_SET_ASIDE.labels(self.kind).set_function(self.set_aside)
+        for status in REJECTION_STATUSES:
+            SPOOL_REJECTED.labels(self.kind, status)
         self._thread = threading.Thread(target=self._drain_forever, name=f"mlflow-spool-{self.kind}", daemon=True)
         self._thread.start()
 
@@ -77,6 +96,24 @@ class DiskSpool:
 
     def backlog(self) -> int:
         return sum(1 for _ in self.directory.glob("*.json")) if self.directory.exists() else 0
+
+    def set_aside(self) -> int:
+        return sum(1 for _ in self.directory.glob("*.rejected")) + sum(1 for _ in self.directory.glob("*.bad"))
+
+    def reject(self, exc: Exception, **context: Any) -> None:
+        """Counts and logs a record MLflow refused. Loud on purpose: a refusal (Host header not allowed,
+        authentication, a payload it does not accept) usually repeats for every record until its cause is fixed.
+
+        The log carries MLflow's answer (the endpoint and the server's message), never the record.
+        """
+        status = str(http_status(exc))
+        SPOOL_REJECTED.labels(self.kind, status).inc()
+        SPOOL_RECORDS.labels(self.kind, "rejected").inc()
+        log.error(
+            "MLflow refused a record with HTTP %s; it is not retried",
+            status,
+            extra={"kind": self.kind, "status": status, "error": str(exc)[:500], **context},
+        )
 
     def put(self, record: Record) -> bool:
         """Keeps the record for sending; never raises, so the caller's work cannot fail on it."""
@@ -126,12 +163,8 @@ class DiskSpool:
                 continue
             except Exception as exc:
                 if rejected_by_mlflow(exc):
-                    SPOOL_RECORDS.labels(self.kind, "rejected").inc()
-                    log.error(
-                        "MLflow rejected a spooled record; set aside",
-                        extra={"file": path.name, "error": str(exc)[:500]},
-                    )
-                    path.rename(path.with_suffix(".rejected"))
+                    set_aside = path.rename(path.with_suffix(".rejected"))
+                    self.reject(exc, record_kind=record.get("kind"), file=set_aside.name)
                     continue
                 SPOOL_RECORDS.labels(self.kind, "deferred").inc()
                 if self.available:

@@ -69,9 +69,7 @@ class SpoolingSpanExporter(MlflowV3SpanExporter):
                 return True
             except Exception as exc:
                 if rejected_by_mlflow(exc):
-                    log.warning(
-                        "MLflow refused a trace record", extra={"kind": record["kind"], "error": str(exc)[:500]}
-                    )
+                    self._spool.reject(exc, record_kind=record["kind"])
                     return False
                 self._spool.available = False
                 log.warning(

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import openai
+from prometheus_client import Gauge
 
 from composer.app_version import AppVersions, app_config
 from composer.gates import GateConfig, GateReport, run_gates
@@ -49,6 +50,11 @@ STAGE_SPANS = {
     "slack_post": ("slack.post_message", "UNKNOWN"),
 }
 
+# Per pod, the signal composer's HPA scales on (composer waits on the LLM, so its CPU says little about load).
+JOBS_IN_FLIGHT = Gauge(
+    "technoshare_composer_jobs_in_flight", "Jobs and dry runs this composer is composing now (posting included)."
+)
+
 STAGE_A_PROMPT = "stage_a_extract_facts"
 STAGE_B_PROMPT = "stage_b_compose_reply"
 
@@ -81,6 +87,10 @@ class Pipeline:
         self.gate_config = GateConfig.from_settings(settings, self.stage_b.themes)
 
     async def run_job(self, job: JobRunRequest) -> ComposeResult:
+        with JOBS_IN_FLIGHT.track_inprogress():  # a try/finally: back down however the job ends
+            return await self._run_job(job)
+
+    async def _run_job(self, job: JobRunRequest) -> ComposeResult:
         attributes = {"job_id": job.job_id, "url": str(job.url), "attempt": job.attempt}
         with tracer.span("composer.run_job", span_type="CHAIN", attributes=attributes) as span:
             tracer.tag_trace(job_id=job.job_id)
@@ -119,7 +129,8 @@ class Pipeline:
 
     async def compose(self, url: str, slack_text: str, evidence: Evidence | None) -> ComposeResult:
         """The dry run: the same pipeline, never posted."""
-        return await self._compose(None, url, slack_text, evidence)
+        with JOBS_IN_FLIGHT.track_inprogress():
+            return await self._compose(None, url, slack_text, evidence)
 
     def _should_post(self, result: ComposeResult) -> bool:
         if result.reply is None:

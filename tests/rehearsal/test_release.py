@@ -1,0 +1,281 @@
+"""The release as a cluster runs it, end to end through the project's images: Slack event to thread reply, the
+job's run, artifacts and trace in the containerised MLflow, the eval CronJob, Prometheus scraping what the
+ServiceMonitors select, and `helm test`."""
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import yaml
+from mlflow import MlflowClient
+from slack_sdk.signature import SignatureVerifier
+
+from tests.e2e.test_job_in_mlflow import _complete_trace, reaction_event
+from tests.rehearsal.conftest import S3_KEYS, Rehearsal
+from tests.support.servers import ROOT, free_port, wait_until
+from tests.support.stack import CHANNEL, Stack
+
+pytestmark = pytest.mark.rehearsal
+
+INGEST = "http://127.0.0.1:3000"
+MLFLOW = "http://127.0.0.1:5000"
+PUSHGATEWAY = "http://127.0.0.1:9091"
+ARXIV = "https://arxiv.org/abs/2106.09685"
+SERVICES = ("ingest", "retrieval", "llm-gateway", "composer", "poster")
+PROMETHEUS = ROOT / ".cache" / "tools" / "prometheus" / "usr" / "bin" / "prometheus"
+DASHBOARD = ROOT / "charts" / "technoshare" / "files" / "dashboard.json"
+
+
+@pytest.fixture(autouse=True)
+def still_healthy(rehearsal: Rehearsal) -> Iterator[None]:
+    """After each test every workload is still running and ready, and no MLflow record was refused."""
+    yield
+    rehearsal.release.check_healthy()
+    for service in SERVICES:
+        refused = refused_records(httpx.get(f"{_service_url(service)}/metrics", timeout=5).text)
+        assert not refused, f"{service}: MLflow refused records {refused}; logs:\n{_logs(rehearsal, service)}"
+
+
+def refused_records(metrics: str) -> dict[str, float]:
+    return {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line.startswith("technoshare_mlflow_spool_rejected_total") and float(line.split(" ")[1]) > 0
+    }
+
+
+def _service_url(service: str) -> str:
+    port = {"ingest": 3000, "retrieval": 8001, "llm-gateway": 8002, "composer": 8003, "poster": 8004}[service]
+    return f"http://127.0.0.1:{port}"
+
+
+def _logs(rehearsal: Rehearsal, service: str) -> str:
+    return rehearsal.release.container(f"technoshare-{service}").logs(tail=40).decode(errors="replace")
+
+
+def slack_event(rehearsal: Rehearsal, payload: dict[str, Any]) -> httpx.Response:
+    body = json.dumps(payload).encode()
+    ts = str(int(time.time()))
+    signature = SignatureVerifier(rehearsal.signing_secret).generate_signature(timestamp=ts, body=body)
+    headers = {"content-type": "application/json", "x-slack-request-timestamp": ts, "x-slack-signature": signature}
+    return httpx.post(f"{INGEST}/slack/events", content=body, headers=headers, timeout=10)
+
+
+def finished_job(rehearsal: Rehearsal, message_ts: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        response = httpx.get(
+            f"{INGEST}/v1/jobs",
+            params={"channel_id": CHANNEL, "message_ts": message_ts},
+            headers={"authorization": f"Bearer {rehearsal.internal_token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        jobs = response.json()["jobs"]
+        return jobs[0] if len(jobs) == 1 and jobs[0]["state"] == "done" else None
+
+    return wait_until(done, timeout=180, interval=0.5, what=f"the job of message {message_ts}")
+
+
+def post_link(rehearsal: Rehearsal, text: str) -> dict[str, Any]:
+    event = Stack.message_event(text)
+    assert slack_event(rehearsal, event).status_code == 200
+    return finished_job(rehearsal, event["event"]["ts"]) | {"message_ts": event["event"]["ts"]}
+
+
+def test_every_container_runs_as_the_chart_says(rehearsal: Rehearsal) -> None:
+    for service in SERVICES:
+        attrs = rehearsal.release.container(f"technoshare-{service}").attrs
+        assert attrs["Config"]["User"] == "10001:10001", service
+        assert attrs["HostConfig"]["ReadonlyRootfs"] is True, service
+        assert attrs["HostConfig"]["CapDrop"] == ["ALL"], service
+        assert "no-new-privileges" in attrs["HostConfig"]["SecurityOpt"], service
+        assert attrs["Config"]["Image"] == rehearsal.images["images"][service], service
+        revision = [e for e in attrs["Config"]["Env"] if e.startswith("TECHNOSHARE_GIT_REVISION=")]
+        assert revision == [f"TECHNOSHARE_GIT_REVISION={rehearsal.images['revision']}"], service
+    # Every Service name resolves inside a container, as cluster DNS would answer it.
+    hosts = rehearsal.release.container("technoshare-composer").exec_run(["cat", "/etc/hosts"]).output.decode()
+    for name in ("technoshare-mlflow", "technoshare-mlflow.technoshare.svc.cluster.local", "technoshare-ingest"):
+        assert re.search(rf"^127\.0\.0\.1\s+{re.escape(name)}$", hosts, re.M), name
+    # The read-only root really is read-only.
+    denied = rehearsal.release.container("technoshare-composer").exec_run(["sh", "-c", "touch /app/x"])
+    assert denied.exit_code != 0
+
+
+def test_a_slack_event_is_answered_in_its_thread_and_lands_in_mlflow(rehearsal: Rehearsal) -> None:
+    job = post_link(rehearsal, f"<{ARXIV}>")
+    assert job["outcome"] == "success", job
+    [reply] = rehearsal.slack.replies_in(CHANNEL, job["message_ts"])
+    assert "TL;DR" in json.dumps(reply)
+
+    client = MlflowClient(MLFLOW)
+    seen: list[str] = []
+
+    def job_run():  # type: ignore[no-untyped-def]
+        experiment = client.get_experiment_by_name("technoshare_commentator")
+        runs = (
+            []
+            if experiment is None
+            else client.search_runs(
+                [experiment.experiment_id], f"tags.job_id = '{job['id']}' and tags.outcome = 'success'"
+            )
+        )
+        artifacts = [a.path for a in client.list_artifacts(runs[0].info.run_id)] if runs else []
+        seen[:] = [f"experiment={experiment is not None} runs={len(runs)} artifacts={artifacts}"]
+        return runs[0] if len(artifacts) == 6 else None
+
+    try:
+        run = wait_until(job_run, timeout=120, interval=1, what="the job's run with its 6 artifacts in MLflow")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; last seen: {seen}") from None
+    assert run.data.tags["outcome"] == "success"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=rehearsal.s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_KEYS["access-key-id"],
+        aws_secret_access_key=S3_KEYS["secret-access-key"],
+    )
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=rehearsal.bucket).get("Contents", [])]
+    stored = {key.rsplit("/", 1)[-1] for key in keys if f"/{run.info.run_id}/artifacts/" in key}
+    assert {"evidence.json", "slack_payload.json", "sources.txt"} <= stored and len(stored) == 6, keys
+
+    trace = wait_until(
+        lambda: _complete_trace(client, run.data.tags["trace_id"]), timeout=120, interval=1, what="the whole trace"
+    )
+    services = {span.attributes.get("service") or span.name.split(" ")[0].split(".")[0] for span in trace.data.spans}
+    assert {"ingest", "composer", "retrieval", "llm_gateway", "poster"} <= services, services
+    model = client.get_logged_model(run.data.tags["app_version_id"])
+    assert model.params["git_revision"] == rehearsal.images["revision"]
+
+
+def test_the_eval_cronjob_pushes_its_pass_rate(rehearsal: Rehearsal) -> None:
+    cron = rehearsal.manifests.cron_job("technoshare-eval")
+    logs = rehearsal.release.run_to_completion(cron)
+    assert "pass rate" in logs.lower(), logs[-2000:]
+    metrics = httpx.get(f"{PUSHGATEWAY}/metrics", timeout=5).text
+    [rate] = [line for line in metrics.splitlines() if line.startswith("technoshare_eval_pass_rate{")]
+    assert float(rate.rsplit(" ", 1)[1]) >= 0.8, rate
+
+
+def test_helm_test_passes(rehearsal: Rehearsal) -> None:
+    tests = rehearsal.manifests.hooks("test")
+    assert tests, "the chart has no helm test hook"
+    for pod in tests:
+        rehearsal.release.run_to_completion(pod)
+
+
+def prometheus_config(rehearsal: Rehearsal) -> dict[str, Any]:
+    """What prometheus-operator makes of the rendered ServiceMonitors: each selected Service's named port, scraped
+    at its path with the endpoint's honorLabels, and the target labels the operator adds (job = the Service's
+    name, namespace, service, endpoint, pod), which replace same-named metric labels unless honorLabels is set."""
+    services = rehearsal.manifests.of_kind("Service")
+    scrape_configs = []
+    for monitor in rehearsal.manifests.of_kind("ServiceMonitor"):
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        selected = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
+        assert len(selected) == 1, monitor["metadata"]["name"]
+        [service] = selected
+        for endpoint in monitor["spec"]["endpoints"]:
+            [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+            scrape_configs.append(
+                {
+                    "job_name": f"{monitor['metadata']['name']}/{endpoint['port']}",
+                    "metrics_path": endpoint.get("path", "/metrics"),
+                    "honor_labels": endpoint.get("honorLabels", False),
+                    "scrape_interval": "1s",
+                    "static_configs": [
+                        {
+                            "targets": [f"127.0.0.1:{port['port']}"],
+                            "labels": {
+                                "job": service["metadata"]["name"],
+                                "namespace": rehearsal.manifests.namespace,
+                                "service": service["metadata"]["name"],
+                                "endpoint": endpoint["port"],
+                                "pod": f"{service['metadata']['name']}-0",
+                            },
+                        }
+                    ],
+                }
+            )
+    return {"global": {"evaluation_interval": "1s"}, "rule_files": ["rules.yaml"], "scrape_configs": scrape_configs}
+
+
+@contextmanager
+def prometheus(rehearsal: Rehearsal, directory: Path) -> Iterator[str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    [rule] = rehearsal.manifests.of_kind("PrometheusRule")
+    (directory / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    (directory / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(rehearsal)))
+    address = f"127.0.0.1:{free_port()}"
+    with (directory / "prometheus.log").open("wb") as log:
+        child = subprocess.Popen(
+            [
+                str(PROMETHEUS),
+                f"--config.file={directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={directory / 'tsdb'}",
+                f"--web.listen-address={address}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield f"http://{address}"
+    finally:
+        child.terminate()
+        child.wait(timeout=15)
+
+
+def test_prometheus_scrapes_what_the_servicemonitors_select_and_every_dashboard_query_has_data(
+    rehearsal: Rehearsal, tmp_path: Path
+) -> None:
+    with prometheus(rehearsal, tmp_path / "prometheus") as url:
+
+        def targets_up() -> list[dict[str, Any]] | None:
+            try:
+                active = httpx.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            except httpx.HTTPError:
+                return None
+            return active if active and all(t["health"] == "up" for t in active) else None
+
+        active = wait_until(targets_up, timeout=60, interval=0.5, what="every ServiceMonitor target up")
+        jobs = {t["labels"]["job"] for t in active}
+        assert {f"technoshare-{s}" for s in SERVICES} | {"technoshare-mlflow", "technoshare-pushgateway"} <= jobs
+        rules = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        assert rules and all(rule["health"] == "ok" for group in rules for rule in group["rules"]), rules
+
+        good = post_link(rehearsal, f"<{ARXIV}>")
+        assert good["outcome"] == "success", good
+        assert slack_event(rehearsal, reaction_event(good["slack_message_ts"], "+1")).status_code == 200
+        assert post_link(rehearsal, f"<{ARXIV}> break-the-gates")["outcome"] == "gate_failed"
+        queries = [
+            (panel["title"], target["expr"])
+            for panel in json.loads(DASHBOARD.read_text())["panels"]
+            for target in panel["targets"]
+        ]
+
+        missing: list[str] = []
+
+        def all_have_data() -> bool:
+            nonlocal missing
+            missing = [f"{title}: {expr}" for title, expr in queries if not _query(url, expr)]
+            return not missing
+
+        try:
+            wait_until(all_have_data, timeout=120, interval=2, what="data for every dashboard query")
+        except AssertionError:
+            raise AssertionError("dashboard queries without data:\n" + "\n".join(missing)) from None
+
+
+def _query(url: str, expr: str) -> list[dict[str, Any]]:
+    expr = expr.replace("$__rate_interval", "1m").replace("$__range", "5m")
+    body = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert body["status"] == "success", (expr, body)
+    return body["data"]["result"]
