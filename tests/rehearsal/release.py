@@ -60,13 +60,16 @@ class Release:
     def uninstall(self) -> None:
         """Stops each workload with its terminationGracePeriodSeconds (SIGTERM, then SIGKILL), as a cluster does."""
         for name, running in self.running.items():
-            running.container.stop(timeout=running.run.stop_timeout)
-            self._save_logs(running.container, name)
+            with contextlib.suppress(docker.errors.NotFound):
+                running.container.stop(timeout=running.run.stop_timeout)
+                self._save_logs(running.container, name)
         self.remove_leftovers()
         self.running.clear()
 
     def remove_leftovers(self) -> None:
-        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
+        """Containers of this namespace left by an earlier run that was killed (their names and ports clash)."""
+        selector = f"{LABEL}={self.manifests.namespace}"
+        for container in self.client.containers.list(all=True, filters={"label": selector}):
             container.remove(force=True)
 
     # -- workloads
@@ -126,8 +129,8 @@ class Release:
 
     def _create(self, run: ContainerRun, name: str) -> Container:
         options: dict[str, Any] = {
-            "name": f"rehearsal-{name}",
-            "labels": {LABEL: "1"},
+            "name": f"rehearsal-{self.manifests.namespace}-{name}",
+            "labels": {LABEL: self.manifests.namespace},
             "detach": True,
             "network_mode": "host",
             "extra_hosts": self.hosts,
