@@ -62,6 +62,7 @@ def run_container(container: dict, env: dict[str, str], port: int | None = None)
     return subprocess.Popen(["/bin/sh", "-ec", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.mlflow
 def test_the_charts_mlflow_runs_on_postgresql_and_s3(database: str, s3_endpoint: str, tmp_path: Path) -> None:
     server, upgrade = rendered_mlflow()
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **_keys())
@@ -95,6 +96,20 @@ def test_the_charts_mlflow_runs_on_postgresql_and_s3(database: str, s3_endpoint:
         assert any(key.endswith(f"{run.info.run_id}/artifacts/evidence.json") for key in keys), keys
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
         assert "mlflow_http_request" in metrics
+        # The Host headers a cluster sends (its Service's names, the pod IPs Prometheus scrapes, a port-forward)
+        # pass MLflow's DNS-rebinding check; any other is refused.
+        experiments = f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+        for host in (
+            "t-technoshare-mlflow:5000",
+            "t-technoshare-mlflow.default.svc.cluster.local:5000",
+            "10.244.1.7:5000",
+            "172.20.0.9:5000",
+            "100.64.3.9:5000",
+            "[fd00:10:244::7]:5000",
+            "localhost:5000",
+        ):
+            assert httpx.get(experiments, headers={"host": host}, timeout=10).status_code == 200, host
+        assert httpx.get(experiments, headers={"host": "mlflow.attacker.example"}, timeout=10).status_code == 403
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -12,6 +12,8 @@ from tests.rehearsal.conftest import built_images
 from tests.support.chart import render_chart
 from tests.support.servers import ROOT, free_port, wait_until
 
+pytestmark = pytest.mark.docker  # the images of `make images`, in a Docker engine
+
 SERVICES = ("ingest", "retrieval", "llm-gateway", "composer", "poster")
 
 
@@ -99,3 +101,13 @@ def test_the_charts_jobs_run_scripts_their_image_has() -> None:
         assert container["args"][0] == "python" and container["args"][1] in scripts, container["args"]
         assert (ROOT / container["args"][1]).exists()
     assert sync["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+
+
+def test_the_mlflow_image_has_what_the_charts_mlflow_options_need() -> None:
+    """Basic auth (mlflow.auth.enabled: Flask-WTF), PostgreSQL (psycopg 3), S3 (boto3) and --expose-prometheus."""
+    tag = built_images()["images"]["mlflow"]
+    modules = "import mlflow.server.auth, psycopg, boto3, prometheus_flask_exporter"
+    output = docker.from_env().containers.run(
+        tag, ["python", "-c", f"{modules}; print('ok')"], network_mode="none", remove=True
+    )
+    assert output.decode().strip().endswith("ok")

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import docker
+import httpx
 import pytest
 import yaml
 from moto.server import ThreadedMotoServer
@@ -29,6 +30,7 @@ from tests.support.servers import ROOT, free_port, serve_in_thread
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import sample_site
+from images.build import git_revision
 
 pytestmark = pytest.mark.rehearsal
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every S3 request
@@ -55,9 +57,30 @@ class Rehearsal:
     workdir: Path
 
 
+SERVICE_PORTS = {"ingest": 3000, "retrieval": 8001, "llm-gateway": 8002, "composer": 8003, "poster": 8004}
+
+
+def assert_no_refused_records(rehearsal: "Rehearsal") -> None:
+    """No service had a run, trace or span refused by MLflow (a 4xx the spool sets aside)."""
+    for service, port in SERVICE_PORTS.items():
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        refused = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("technoshare_mlflow_spool_rejected_total{") and float(line.rsplit(" ", 1)[1]) > 0
+        ]
+        logs = rehearsal.release.container(f"technoshare-{service}").logs(tail=40).decode(errors="replace")
+        assert not refused, f"{service}: MLflow refused records {refused}; its last log lines:\n{logs}"
+
+
 def built_images() -> dict[str, Any]:
+    """The images `make images` built for this very tree (a stale image would rehearse other code)."""
     assert IMAGES.exists(), "no images: run `make images` (make test and make rehearse do)"
     manifest = json.loads(IMAGES.read_text())
+    current = git_revision()
+    assert manifest["revision"] == current, (
+        f"the images are of {manifest['revision']}, the tree is {current}: run `make images`"
+    )
     client = docker.from_env()
     for tag in manifest["images"].values():
         client.images.get(tag)  # raises ImageNotFound with the tag
@@ -96,6 +119,7 @@ def rehearsal_database() -> Iterator[None]:
     with admin.connect() as conn:
         for name in databases:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
     admin.dispose()
 
 
@@ -175,6 +199,8 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
         release = Release(manifests, workdir)
         stack.callback(release.uninstall)
         release.install()
-        yield Rehearsal(
+        rehearsal = Rehearsal(
             release, manifests, slack, llm, signing_secret, internal_token, s3_endpoint, bucket, images, workdir
         )
+        yield rehearsal
+        assert_no_refused_records(rehearsal)  # what the last test sent may have been refused after it ended

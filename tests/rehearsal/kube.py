@@ -74,6 +74,15 @@ _SECURITY_FIELDS = {
     "capabilities",
     "privileged",
 }
+_POD_SECURITY_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "seccompProfile", "supplementalGroups"}
+_PROBE_FIELDS = {"httpGet", "tcpSocket", "periodSeconds", "timeoutSeconds", "failureThreshold"}
+_MOUNT_FIELDS = {"name", "mountPath", "readOnly"}
+_VOLUME_SOURCE_FIELDS = {
+    "emptyDir": {"sizeLimit"},
+    "configMap": {"name", "items"},
+    "secret": {"secretName", "items"},
+    "persistentVolumeClaim": {"claimName", "readOnly"},
+}
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
 
 
@@ -273,7 +282,10 @@ def memory_bytes(quantity: str) -> int:
 
 
 def _security(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
-    merged = (pod.get("securityContext") or {}) | (container.get("securityContext") or {})
+    pod_level = pod.get("securityContext") or {}
+    if set(pod_level) - _POD_SECURITY_FIELDS:  # the API server refuses container-only fields at pod level
+        raise Unsupported(f"{container['name']}: pod securityContext {sorted(set(pod_level) - _POD_SECURITY_FIELDS)}")
+    merged = pod_level | (container.get("securityContext") or {})
     unknown = set(merged) - _SECURITY_FIELDS - {"supplementalGroups"}
     if unknown:
         raise Unsupported(f"{container['name']}: securityContext {sorted(unknown)}")
@@ -293,6 +305,8 @@ def _probes(container: dict[str, Any], ports: dict[str, int]) -> list[Probe]:
         spec = container.get(f"{kind}Probe")
         if not spec:
             continue
+        if set(spec) - _PROBE_FIELDS or set(spec.get("httpGet") or {}) - {"path", "port"}:
+            raise Unsupported(f"{container['name']}: {kind}Probe {sorted(spec)} {sorted(spec.get('httpGet') or {})}")
         if "httpGet" in spec:
             action, path = spec["httpGet"], spec["httpGet"].get("path", "/")
         elif "tcpSocket" in spec:
@@ -348,8 +362,11 @@ def container_runs(workload: Workload, manifests: Manifests, files: Path) -> lis
             volume = volumes.get(mount["name"])
             if volume is None:
                 raise Unsupported(f"{workload.name}: volumeMount {mount['name']} has no volume")
-            if "subPath" in mount:
-                raise Unsupported(f"{workload.name}: subPath")
+            if set(mount) - _MOUNT_FIELDS:
+                raise Unsupported(f"{workload.name}: volumeMount fields {sorted(set(mount) - _MOUNT_FIELDS)}")
+            [(kind, source)] = [(k, v) for k, v in volume.items() if k != "name"] or [("none", {})]
+            if kind not in _VOLUME_SOURCE_FIELDS or set(source or {}) - _VOLUME_SOURCE_FIELDS[kind]:
+                raise Unsupported(f"{workload.name}: volume {mount['name']} {kind} {sorted(source or {})}")
             if "emptyDir" in volume:
                 options = ["mode=1777"]
                 if limit := (volume["emptyDir"] or {}).get("sizeLimit"):

@@ -9,6 +9,7 @@ from typing import Any
 
 import docker
 import httpx
+import requests
 from docker.models.containers import Container
 
 from tests.rehearsal.kube import ContainerRun, Manifests, Probe, Workload, container_runs
@@ -108,7 +109,15 @@ class Release:
         attempts = []
         for attempt in range(workload.backoff_limit + 1):
             container = self._create(run, f"{workload.name}-{attempt}")
-            result = container.wait(timeout=self.ready_timeout * 2)
+            try:
+                result = container.wait(timeout=self.ready_timeout * 2)
+            except requests.exceptions.ConnectionError:  # docker-py's wait timeout
+                logs = container.logs(tail=80).decode(errors="replace")
+                container.remove(force=True)
+                raise RehearsalFailed(
+                    f"{workload.kind} {workload.name} still running after "
+                    f"{self.ready_timeout * 2:.0f}s; its last log lines:\n{logs}"
+                ) from None
             logs = container.logs().decode(errors="replace")
             self._save_logs(container, f"{workload.name}-{attempt}")
             container.remove(force=True)

@@ -111,6 +111,17 @@ def test_a_pod_runs_with_its_security_context_volumes_and_probes(tmp_path: Path)
         (lambda pod: pod["containers"][0].update(securityContext={"privileged": True}), "privileged"),
         (lambda pod: pod.update(volumes=[{"name": "v", "hostPath": {"path": "/"}}]), "hostPath"),
         (lambda pod: pod["containers"][0].update(livenessProbe={"exec": {"command": ["true"]}}), "livenessProbe"),
+        (
+            lambda pod: pod["containers"][0].update(
+                readinessProbe={"httpGet": {"path": "/", "port": 80, "scheme": "HTTPS"}}
+            ),
+            "readinessProbe",
+        ),
+        (lambda pod: pod.update(securityContext={"readOnlyRootFilesystem": True}), "pod securityContext"),
+        (
+            lambda pod: pod.update(volumes=[{"name": "v", "configMap": {"name": "c", "defaultMode": 0o755}}]),
+            "defaultMode",
+        ),
     ],
 )
 def test_what_it_cannot_run_faithfully_is_refused(change, refusal: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -248,5 +248,7 @@ mlflow.allowedHosts. */}}
 {{- end }}
 {{- $hosts = concat $hosts (list "localhost" "localhost:*" "127.0.0.1" "127.0.0.1:*" "[[]::1]:*" "10.*" "192.168.*") }}
 {{- range $i := until 16 }}{{ $hosts = append $hosts (printf "172.%d.*" (add 16 $i)) }}{{ end }}
+{{- /* 100.64.0.0/10 (shared address space, pod IPs on some EKS and GKE setups) and IPv6 unique-local pod IPs. */}}
+{{- $hosts = concat $hosts (list "100.6[4-9].*" "100.[7-9][0-9].*" "100.1[01][0-9].*" "100.12[0-7].*" "[[]fc*" "[[]fd*") }}
 {{- join "," (concat $hosts .Values.mlflow.allowedHosts) }}
 {{- end }}
