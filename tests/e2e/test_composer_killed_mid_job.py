@@ -11,7 +11,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_job_survives_a_composer_kill_and_is_answered_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with Stack(tmp_path) as stack:
+    # However long composer takes to come back on a busy machine, the job must not run out of attempts meanwhile.
+    with Stack(tmp_path, env={"JOB_MAX_ATTEMPTS": "30", "JOB_RETRY_MAX_SECONDS": "2"}) as stack:
         stack.llm.slow_seconds = 3.0
         event = stack.message_event("slow-please <https://arxiv.org/abs/2106.09685>")
         ts = event["event"]["ts"]
@@ -29,5 +30,6 @@ def test_job_survives_a_composer_kill_and_is_answered_once(tmp_path) -> None:  #
 
         assert job["outcome"] == "success", job
         assert job["attempts"] >= 2
+        assert stack.llm.stage_a_requests() == 1  # checkpointed before the kill: not paid for twice
         time.sleep(1.0)
         assert len(stack.slack.replies_in(CHANNEL, ts)) == 1

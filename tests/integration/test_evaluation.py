@@ -51,7 +51,6 @@ def run_eval(
             "LLM_GATEWAY_URL": gateway_url,
             "STAGE_A_MODEL": "scripted",
             "STAGE_B_MODEL": "scripted",
-            "LLM_MAX_RETRIES": "0",
         }
     )
     command = [sys.executable, str(ROOT / "scripts" / "run_eval.py"), "--limit", str(EXAMPLES)]

@@ -154,7 +154,8 @@ def test_a_500_is_retried_with_backoff_and_then_succeeds(gateway: Running) -> No
 
 
 def test_a_hanging_upstream_times_out_in_openais_error_format(start_gateway: Any) -> None:
-    running = start_gateway(LLM_UPSTREAM_TIMEOUT_SECONDS=0.5, LLM_MAX_RETRIES=1)
+    running = start_gateway(LLM_UPSTREAM_TIMEOUT_SECONDS=0.5, LLM_UPSTREAM_MAX_RETRIES=1)
+    running.upstream.hang_seconds = 2.0  # longer than the timeout, short enough for the server to stop soon
     start = time.perf_counter()
     with pytest.raises(openai.InternalServerError) as error:
         running.client().chat.completions.create(model="hang", messages=HI)
@@ -189,7 +190,7 @@ def test_bad_input_gets_a_clear_openai_error(gateway: Running) -> None:
 
 
 def test_a_failing_model_falls_back_to_the_next_one(start_gateway: Any) -> None:
-    running = start_gateway(LLM_FALLBACK_MODELS={"always-500": ["gpt-4o-mini"]}, LLM_MAX_RETRIES=1)
+    running = start_gateway(LLM_FALLBACK_MODELS={"always-500": ["gpt-4o-mini"]}, LLM_UPSTREAM_MAX_RETRIES=1)
     raw = running.client().chat.completions.with_raw_response.create(model="always-500", messages=HI)
     completion = raw.parse()
     assert completion.model == "gpt-4o-mini"
@@ -200,7 +201,7 @@ def test_a_failing_model_falls_back_to_the_next_one(start_gateway: Any) -> None:
 
 
 def test_the_circuit_breaker_stops_calling_a_failing_upstream(start_gateway: Any) -> None:
-    running = start_gateway(LLM_MAX_RETRIES=0, LLM_BREAKER_FAILURE_THRESHOLD=2, LLM_BREAKER_RESET_SECONDS=60)
+    running = start_gateway(LLM_UPSTREAM_MAX_RETRIES=0, LLM_BREAKER_FAILURE_THRESHOLD=2, LLM_BREAKER_RESET_SECONDS=60)
     client = running.client()
     for _ in range(2):
         with pytest.raises(openai.InternalServerError):
@@ -209,6 +210,7 @@ def test_the_circuit_breaker_stops_calling_a_failing_upstream(start_gateway: Any
         client.chat.completions.create(model="gpt-4o-mini", messages=HI)
     assert refused.value.status_code == 503
     assert refused.value.code == "circuit_open"
+    assert refused.value.response.headers["x-should-retry"] == "false"  # callers must not retry into it
     assert running.upstream.calls["gpt-4o-mini"] == 0
     assert running.metric("technoshare_llm_circuit_open", upstream="default") == 1
 
@@ -288,6 +290,7 @@ def test_a_persona_budget_refuses_further_calls_with_a_clear_error(start_gateway
     with pytest.raises(openai.RateLimitError) as refused:
         client.chat.completions.create(model="gpt-4o-mini", messages=HI, extra_headers=stage_a)
     assert refused.value.code == "budget_exceeded"
+    assert refused.value.response.headers["x-should-retry"] == "false"
     assert "'stage_a' daily LLM budget of $0.00" in refused.value.message
     assert running.upstream.calls["gpt-4o-mini"] == 1  # refused before the upstream, and the client did not retry
     assert running.metric("technoshare_llm_budget_refusals_total", persona="stage_a", scope="persona") == 1

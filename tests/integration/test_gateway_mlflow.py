@@ -120,6 +120,7 @@ async def test_per_call_runs_follow_the_established_schema(upstream_url: str, ml
     assert run.data.metrics["latency_ms"] > 0
 
 
+@pytest.mark.slow  # MLflow's client retries the dead server before the warning the test waits for
 def test_calls_go_on_when_mlflow_is_unreachable(upstream_url: str, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     gateway = start_gateway_process(upstream_url, tmp_path, dead)

@@ -3,9 +3,14 @@
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+from sqlalchemy import text
+
 from ingest.slack_events import SharedLink
 from ingest.store import JobStore
-from technoshare_common.schemas import ComposeResult, JobState, Outcome
+from technoshare_common.schemas import ComposeResult, JobCheckpoints, JobState, Outcome, StageACheckpoint
+from tests.support.jobs import arxiv_job
+from tests.support.servers import wait_until
 
 
 def _link(url: str = "https://arxiv.org/abs/2106.09685", ts: str = "1700000000.000100") -> SharedLink:
@@ -93,3 +98,80 @@ def test_a_store_made_before_a_new_column_gets_it_added(database_url: str) -> No
     store.create_schema()
     assert "trace_id" in {c["name"] for c in inspect_schema(store.engine).get_columns("jobs")}
     assert store.find_by_reply("C1", "1.1") is None
+
+
+def test_leases_are_timed_on_the_database_clock(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(database_url)
+    store.enqueue(_link(), "Ev1")
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # a replica whose clock is an hour behind
+    assert store.claim_next(lease_seconds=60) is not None
+    monkeypatch.setattr(time, "time", real_time)
+    assert store.claim_next(lease_seconds=60) is None  # its 60 s lease still holds for everyone else
+
+
+def test_a_locked_job_is_skipped_not_waited_for(postgres_url: str) -> None:
+    store = _store(postgres_url)
+    first, _ = store.enqueue(_link(), "Ev1")
+    second, _ = store.enqueue(_link("https://github.com/pallets/flask"), "Ev1")
+    pool = ThreadPoolExecutor(1)
+    try:
+        with store.engine.connect() as holder, holder.begin():
+            holder.execute(text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": first})
+            claimed = pool.submit(store.claim_next, 60).result(timeout=5)
+    finally:
+        pool.shutdown()  # after the holder's lock is gone, so a claim blocked on it can finish
+    assert claimed is not None and claimed.id == second
+
+
+def test_a_heartbeat_keeps_a_short_lease(database_url: str) -> None:
+    store = _store(database_url)
+    store.enqueue(_link(), "Ev1")
+    claimed_at = time.time()
+    job = store.claim_next(lease_seconds=0.2)
+    assert job is not None and store.extend_lease(job, lease_seconds=60)
+    wait_until(lambda: time.time() > claimed_at + 0.5, what="the first lease to run out")
+    assert JobStore(database_url).claim_next(lease_seconds=60) is None
+
+
+def test_a_released_lease_is_claimable_at_once_without_spending_an_attempt(database_url: str) -> None:
+    store = _store(database_url)
+    job_id, _ = store.enqueue(_link(), "Ev1")
+    job = store.claim_next(lease_seconds=600)
+    assert job is not None and store.abandon(job)
+    again = store.claim_next(lease_seconds=600)
+    assert again is not None and again.id == job_id and again.attempts == 1
+    assert store.extend_lease(job, 60) is False  # the old holder no longer holds it
+
+
+def test_queue_stats_count_due_jobs_and_their_age(database_url: str) -> None:
+    store = _store(database_url)
+    store.enqueue(_link(), "Ev1")
+    store.enqueue(_link("https://github.com/pallets/flask"), "Ev1")
+    running = store.claim_next(lease_seconds=600)
+    assert running is not None
+    stats = store.queue_stats()
+    assert stats.by_state == {"queued": 1, "running": 1}
+    assert stats.due == 1
+    assert 0 <= stats.oldest_due_age_seconds < 60
+
+
+def test_checkpoints_are_kept_for_the_next_attempt_and_shown_on_the_job(database_url: str) -> None:
+    _, finished = arxiv_job("unused")
+    assert finished.evidence is not None and finished.facts is not None
+    store = _store(database_url)
+    job_id, _ = store.enqueue(_link(), "Ev1")
+    first = store.claim_next(lease_seconds=60)
+    assert first is not None and first.checkpoints is None
+    stage_a = StageACheckpoint(facts=finished.facts, usage=finished.usage, model="gpt-4o-mini")
+    assert store.save_checkpoints(job_id, JobCheckpoints(evidence=finished.evidence)) == ["evidence"]
+    assert store.save_checkpoints(job_id, JobCheckpoints(stage_a=stage_a)) == ["evidence", "stage_a"]
+    assert store.save_checkpoints("no-such-job", JobCheckpoints(stage_a=stage_a)) is None
+    store.release(first, "composer died", retry_in=0)
+
+    second = store.claim_next(lease_seconds=60)
+    assert second is not None and second.checkpoints == JobCheckpoints(evidence=finished.evidence, stage_a=stage_a)
+    view = store.get(job_id)
+    assert view is not None and view.checkpoints.stages() == ["evidence", "stage_a"]
+    [listed] = store.find(channel_id="C1")
+    assert listed.checkpoints.stages() == []  # lists stay light; GET /v1/jobs/{id} has them

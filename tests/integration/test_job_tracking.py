@@ -73,6 +73,7 @@ def test_a_job_leaves_its_run_nested_runs_and_artifacts(mlflow_server: str, tmp_
     assert "slack_formatting" in Path(gate_failures).read_text()
 
 
+@pytest.mark.mlflow
 def test_runs_wait_in_the_spool_while_mlflow_is_down_and_land_when_it_is_back(tmp_path: Path) -> None:
     port = free_port()
     tracker = JobTracker(f"http://127.0.0.1:{port}", tmp_path / "spool")

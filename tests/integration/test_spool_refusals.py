@@ -79,6 +79,7 @@ def refusing_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.mark.mlflow
 def test_a_job_run_mlflow_refuses_is_counted_by_status_logged_and_set_aside(
     refusing_mlflow: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -94,6 +95,7 @@ def test_a_job_run_mlflow_refuses_is_counted_by_status_logged_and_set_aside(
     assert "Invalid Host header" in entry.error
 
 
+@pytest.mark.mlflow
 def test_spans_mlflow_refuses_are_counted_whether_sent_at_once_or_from_the_spool(
     refusing_mlflow: str, tmp_path: Path
 ) -> None:

@@ -49,6 +49,7 @@ class OpenAIUpstream:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
+        self.hang_seconds = 60.0  # how long `hang` holds its answer (shorter when a test's server must stop soon)
         self.app = self._build()
 
     def _completion(self, model: str, usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -98,7 +99,7 @@ class OpenAIUpstream:
             if model == "bad-request":
                 return JSONResponse({"error": {"message": "bad temperature", "type": "invalid_request_error"}}, 400)
             if model == "hang":
-                await asyncio.sleep(60)
+                await asyncio.sleep(self.hang_seconds)
             if body.get("stream"):
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 return self._stream(model, include_usage and model != "no-usage")

@@ -64,6 +64,10 @@ class ScriptedLLM:
         self.lock = threading.Lock()
         self.app = self._build()
 
+    def stage_a_requests(self) -> int:
+        with self.lock:
+            return sum(1 for r in self.requests if _schema_name(r) == "stage_a_facts")
+
     def stage_b_requests(self) -> int:
         with self.lock:
             return sum(1 for r in self.requests if _schema_name(r) == "stage_b_reply")

@@ -54,7 +54,7 @@ class Stack:
             "POSTER_DATABASE_URL": f"sqlite:///{self.workdir / 'poster.db'}",
             "DISPATCH_POLL_SECONDS": "0.2",
             "JOB_RETRY_BASE_SECONDS": "0.5",
-            "LLM_MAX_RETRIES": "0",
+            "LLM_UPSTREAM_MAX_RETRIES": "0",
             **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
             **self.extra_env,
         }

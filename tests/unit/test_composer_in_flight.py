@@ -38,7 +38,9 @@ class BlockedPipeline(Pipeline):
         self.release = asyncio.Event()
         self.fail = False
 
-    async def _stages(self, result: ComposeResult, url: str, slack_text: str, evidence: Evidence | None) -> None:
+    async def _stages(
+        self, result: ComposeResult, url: str, slack_text: str, evidence: Evidence | None, *_: object
+    ) -> None:
         self.entered.put_nowait(None)
         await self.release.wait()
         if self.fail:

@@ -150,6 +150,9 @@ class JobRunRequest(BaseModel):
     url: AnyHttpUrl
     slack_text: str = ""
     attempt: int = 1
+    checkpoints: "JobCheckpoints | None" = Field(
+        None, description="What earlier attempts finished; composer resumes after it and never pays for it again."
+    )
 
 
 class ComposeResult(BaseModel):
@@ -176,6 +179,43 @@ class ComposeResult(BaseModel):
     @property
     def gate_failures(self) -> list[GateResult]:
         return [g for g in self.gates if not g.passed]
+
+
+class StageACheckpoint(BaseModel):
+    facts: StageAFacts
+    usage: TokenUsage
+    model: str
+    tool_calls: int = 0
+
+
+class StageBCheckpoint(BaseModel):
+    """Stage B's draft before the gates; its messages let a repair continue the conversation."""
+
+    content: str
+    usage: TokenUsage
+    model: str
+    messages: list[dict[str, Any]]
+
+
+class JobCheckpoints(BaseModel):
+    """A job's finished stage outputs, kept by ingest across attempts (each field set once its stage ends).
+
+    `composed` is the gated reply ready to post (its evidence is the `evidence` field): a posting failure
+    is retried from there, without composing again.
+    """
+
+    evidence: Evidence | None = None
+    stage_a: StageACheckpoint | None = None
+    stage_b: StageBCheckpoint | None = None
+    composed: ComposeResult | None = None
+
+    def stages(self) -> list[str]:
+        return [name for name, value in self if value is not None]
+
+
+class CheckpointSaved(BaseModel):
+    job_id: str
+    stages: list[str] = Field(description="The stages the job has checkpoints for now.")
 
 
 # --- poster ------------------------------------------------------------------------------------
@@ -228,6 +268,9 @@ class JobView(BaseModel):
     gate_failures: list[str] = Field(default_factory=list)
     error: str | None = None
     slack_message_ts: str | None = None
+    checkpoints: JobCheckpoints = Field(
+        default_factory=JobCheckpoints, description="Per-stage results kept for the job's next attempt."
+    )
 
 
 class JobList(BaseModel):
@@ -235,3 +278,4 @@ class JobList(BaseModel):
 
 
 ComposeResult.model_rebuild()
+JobRunRequest.model_rebuild()

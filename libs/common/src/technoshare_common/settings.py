@@ -15,24 +15,44 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
 
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL", description="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     internal_token: SecretStr | None = Field(
         None,
         validation_alias="TECHNOSHARE_INTERNAL_TOKEN",
         description="Bearer token services present to each other; unset disables the check (local only).",
     )
-    http_timeout_seconds: float = Field(30.0, validation_alias="HTTP_TIMEOUT_SECONDS")
-    http_retries: int = Field(2, validation_alias="HTTP_RETRIES")
+    http_timeout_seconds: float = Field(
+        30.0, validation_alias="HTTP_TIMEOUT_SECONDS", description="Timeout of one call to another service."
+    )
+    http_retries: int = Field(
+        2,
+        validation_alias="HTTP_RETRIES",
+        description="Retries of a call to another service that failed retryably (unreachable, 5xx).",
+    )
 
-    ingest_url: str = Field("http://127.0.0.1:3000", validation_alias="INGEST_URL")
-    retrieval_url: str = Field("http://127.0.0.1:8001", validation_alias="RETRIEVAL_URL")
-    llm_gateway_url: str = Field("http://127.0.0.1:8002", validation_alias="LLM_GATEWAY_URL")
-    composer_url: str = Field("http://127.0.0.1:8003", validation_alias="COMPOSER_URL")
-    poster_url: str = Field("http://127.0.0.1:8004", validation_alias="POSTER_URL")
+    ingest_url: str = Field("http://127.0.0.1:3000", validation_alias="INGEST_URL", description="Where ingest answers.")
+    retrieval_url: str = Field(
+        "http://127.0.0.1:8001", validation_alias="RETRIEVAL_URL", description="Where retrieval answers."
+    )
+    llm_gateway_url: str = Field(
+        "http://127.0.0.1:8002", validation_alias="LLM_GATEWAY_URL", description="Where llm-gateway answers."
+    )
+    composer_url: str = Field(
+        "http://127.0.0.1:8003", validation_alias="COMPOSER_URL", description="Where composer answers."
+    )
+    poster_url: str = Field("http://127.0.0.1:8004", validation_alias="POSTER_URL", description="Where poster answers.")
 
-    mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
-    mlflow_enable_tracing: bool = Field(True, validation_alias="MLFLOW_ENABLE_TRACING")
-    mlflow_experiment_name: str = Field("technoshare_commentator", validation_alias="MLFLOW_EXPERIMENT_NAME")
+    mlflow_tracking_uri: str | None = Field(
+        None, validation_alias="MLFLOW_TRACKING_URI", description="The MLflow server; unset turns tracing off."
+    )
+    mlflow_enable_tracing: bool = Field(
+        True, validation_alias="MLFLOW_ENABLE_TRACING", description="false turns tracing off with a URI set."
+    )
+    mlflow_experiment_name: str = Field(
+        "technoshare_commentator",
+        validation_alias="MLFLOW_EXPERIMENT_NAME",
+        description="The experiment of the traces, job runs and app versions.",
+    )
     mlflow_spool_dir: Path = Field(
         Path(tempfile.gettempdir()) / "technoshare-mlflow-spool",
         validation_alias="MLFLOW_SPOOL_DIR",

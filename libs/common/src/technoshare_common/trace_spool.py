@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Span, Trace
-from mlflow.store.tracking.rest_store import RestStore
-from mlflow.tracing import provider
 from mlflow.tracing.client import TracingClient
-from mlflow.tracing.constant import SpansLocation, TraceTagKey
-from mlflow.tracing.export.mlflow_v3 import MlflowV3SpanExporter
-from mlflow.tracing.export.utils import try_link_prompts_to_trace
 from mlflow.tracing.processor.mlflow_v3 import MlflowV3SpanProcessor
-from mlflow.tracing.utils import add_size_stats_to_trace_metadata
 
+from technoshare_common.mlflow_internals import (
+    SpanExportHooks,
+    forget_server_version,
+    replace_span_processor_factory,
+    span_processor,
+    upload_spans_if_kept_as_artifact,
+)
 from technoshare_common.spool import DiskSpool, Record, rejected_by_mlflow
 
 log = logging.getLogger(__name__)
@@ -33,31 +34,24 @@ def send_trace_record(client: TracingClient, record: Record) -> None:
             client.log_spans(record["experiment_id"], [Span.from_dict(span) for span in record["spans"]])
             return
         trace = Trace.from_dict(record["trace"])
-        stored = client.start_trace(trace.info)
-        if stored.tags.get(TraceTagKey.SPANS_LOCATION) != SpansLocation.TRACKING_STORE.value:
-            client._upload_trace_data(stored, trace.data)
+        upload_spans_if_kept_as_artifact(client, client.start_trace(trace.info), trace.data)
     except NotImplementedError as exc:
-        # MLflow caches a failed server-version probe for the life of the process, and then refuses
-        # log_spans for good; forget it so the next attempt probes again.
-        RestStore._get_server_version.cache_clear()
+        forget_server_version()
         raise ConnectionError(str(exc)) from exc
 
 
-class SpoolingSpanExporter(MlflowV3SpanExporter):
+class SpoolingSpanExporter(SpanExportHooks):
     def __init__(self, tracking_uri: str, spool: DiskSpool) -> None:
         super().__init__(tracking_uri=tracking_uri)
         self._spool = spool
 
-    def _log_spans(self, experiment_id: str, spans: list[Span], workspace: str | None = None) -> None:
+    def send_spans(self, experiment_id: str, spans: list[Span]) -> None:
         self._deliver({"kind": "spans", "experiment_id": experiment_id, "spans": [span.to_dict() for span in spans]})
 
-    def _log_trace(self, trace: Trace, prompts: Sequence[Any], workspace: str | None = None) -> None:
-        add_size_stats_to_trace_metadata(trace)
+    def send_trace(self, trace: Trace, prompts: Sequence[Any]) -> None:
         if self._deliver({"kind": "trace", "trace": trace.to_dict()}) and prompts:
             try:
-                try_link_prompts_to_trace(
-                    client=self._client, trace_id=trace.info.trace_id, prompts=prompts, synchronous=False
-                )
+                self.link_prompts(trace.info.trace_id, prompts)
             except Exception as exc:
                 log.debug("could not link prompts to the trace", extra={"error": str(exc)[:200]})
 
@@ -65,7 +59,7 @@ class SpoolingSpanExporter(MlflowV3SpanExporter):
         """True when MLflow took the record now; otherwise it waits in the spool (or, if refused, is dropped)."""
         if self._spool.available and self._spool.backlog() == 0:
             try:
-                send_trace_record(self._client, record)
+                send_trace_record(self.client, record)
                 return True
             except Exception as exc:
                 if rejected_by_mlflow(exc):
@@ -82,14 +76,12 @@ class SpoolingSpanExporter(MlflowV3SpanExporter):
 
 def install_spooling_exporter(tracking_uri: str, spool: DiskSpool) -> None:
     """Every MLflow tracer provider built from now on (MLflow rebuilds it on set_experiment) exports through
-    the spool. MLflow offers no hook for a custom exporter of its own server, so its factory is replaced."""
+    the spool."""
 
     def mlflow_span_processor(tracking_uri: str = tracking_uri) -> MlflowV3SpanProcessor:
-        return MlflowV3SpanProcessor(
-            span_exporter=SpoolingSpanExporter(tracking_uri, spool), export_metrics=False, use_batch_processor=False
-        )
+        return span_processor(SpoolingSpanExporter(tracking_uri, spool))
 
-    provider._get_mlflow_span_processor = mlflow_span_processor
+    replace_span_processor_factory(mlflow_span_processor)
     spool.start()
 
 

@@ -54,7 +54,9 @@ class LLMClient:
             base_url=f"{settings.llm_gateway_url.rstrip('/')}/v1",
             api_key=settings.internal_token_value() or "technoshare-local",
             timeout=settings.llm_timeout_seconds,
-            max_retries=settings.llm_max_retries,
+            # llm-gateway owns LLM retries (and ingest's dispatcher owns job retries): a third layer here
+            # would multiply every attempt.
+            max_retries=0,
         )
 
     async def aclose(self) -> None:

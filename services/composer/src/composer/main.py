@@ -24,6 +24,8 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
     retrieval = ServiceClient("retrieval", settings.retrieval_url, settings)
     poster = ServiceClient("poster", settings.poster_url, settings)
     gateway = ServiceClient("llm-gateway", settings.llm_gateway_url, settings)
+    # Checkpoints go to ingest's job store; a short timeout, as the job goes on without one.
+    ingest = ServiceClient("ingest", settings.ingest_url, settings, timeout=5.0)
     registry = PromptRegistry(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
     prompts = PromptStore(
         settings.prompts_dir, registry, alias=settings.prompt_alias, ttl=settings.prompt_cache_ttl_seconds
@@ -47,6 +49,7 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
         projects=projects,
         tracker=tracker,
         app_versions=app_versions,
+        ingest=ingest,
     )
 
     @contextlib.asynccontextmanager
@@ -63,6 +66,7 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
             await retrieval.aclose()
             await poster.aclose()
             await gateway.aclose()
+            await ingest.aclose()
 
     return create_app(
         service="composer",

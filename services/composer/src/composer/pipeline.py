@@ -2,7 +2,9 @@
 
 A job either ends here with an outcome (success, gate_failed, error), or raises
 DependencyUnavailable so that ingest retries it later: a dead link is an outcome, a dead
-service is not.
+service is not. Each finished stage is checkpointed in ingest's job store; a later attempt
+resumes after the last one, so no LLM stage is paid for twice and a failed post is retried
+without composing again.
 """
 
 import asyncio
@@ -21,20 +23,24 @@ from composer.llm import LLMClient, LLMUnavailable
 from composer.projects import Project
 from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
-from composer.stage_a import StageA, StageError
-from composer.stage_b import StageB
+from composer.stage_a import StageA, StageAOutput, StageError
+from composer.stage_b import StageB, StageBOutput
 from composer.tracking import JobTracker
 from technoshare_common.http import ServiceClient, ServiceError
 from technoshare_common.metrics import JOBS, STAGE_LATENCY, STAGE_RUNS
 from technoshare_common.schemas import (
+    CheckpointSaved,
     ComposeResult,
     Evidence,
     EvidenceRequest,
+    JobCheckpoints,
     JobRunRequest,
     Outcome,
     PostStatus,
     ReplyRequest,
     ReplyResult,
+    StageACheckpoint,
+    StageBCheckpoint,
 )
 from technoshare_common.tracing import tracer
 
@@ -75,8 +81,10 @@ class Pipeline:
         projects: list[Project],
         tracker: JobTracker | None = None,
         app_versions: AppVersions | None = None,
+        ingest: ServiceClient | None = None,
     ) -> None:
         self.settings = settings
+        self.ingest = ingest  # where checkpoints go; without it (dry runs, evaluation) none are kept
         self.tracker = tracker
         self.app_versions = app_versions or AppVersions(None, settings.mlflow_experiment_name, enabled=False)
         self.retrieval = retrieval
@@ -94,7 +102,15 @@ class Pipeline:
         attributes = {"job_id": job.job_id, "url": str(job.url), "attempt": job.attempt}
         with tracer.span("composer.run_job", span_type="CHAIN", attributes=attributes) as span:
             tracer.tag_trace(job_id=job.job_id)
-            result = await self._compose(job.job_id, str(job.url), job.slack_text, None)
+            saved = job.checkpoints or JobCheckpoints()
+            if saved.composed is not None and saved.evidence is not None:
+                log.info("resuming a composed job: posting only")
+                result = saved.composed.model_copy(update={"evidence": saved.evidence})
+            else:
+                result = await self._compose(job.job_id, str(job.url), job.slack_text, None, saved)
+                if result.outcome != Outcome.error:
+                    composed = result.model_copy(update={"evidence": None, "post": None})
+                    await self._checkpoint(job.job_id, JobCheckpoints(composed=composed))
             result.trace_id = tracer.current_trace_id()
             tracer.link_trace_to_model(result.app_version_id)
             if self._should_post(result):
@@ -139,7 +155,23 @@ class Pipeline:
             result.outcome == Outcome.gate_failed and self.settings.post_on_gate_failure
         )
 
-    async def _compose(self, job_id: str | None, url: str, slack_text: str, evidence: Evidence | None) -> ComposeResult:
+    async def _checkpoint(self, job_id: str | None, finished: JobCheckpoints) -> None:
+        """Keep a finished stage for the job's next attempt; a failure here only costs that saving."""
+        if job_id is None or self.ingest is None:
+            return
+        try:
+            await self.ingest.post(f"/v1/jobs/{job_id}/checkpoints", finished, CheckpointSaved)
+        except ServiceError as exc:
+            log.warning("could not checkpoint a stage", extra={"stages": finished.stages(), "error": str(exc)})
+
+    async def _compose(
+        self,
+        job_id: str | None,
+        url: str,
+        slack_text: str,
+        evidence: Evidence | None,
+        saved: JobCheckpoints | None = None,
+    ) -> ComposeResult:
         result = ComposeResult(
             job_id=job_id,
             url=url,
@@ -149,7 +181,7 @@ class Pipeline:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.job_deadline_seconds):
-                await self._stages(result, url, slack_text, evidence)
+                await self._stages(result, url, slack_text, evidence, job_id, saved or JobCheckpoints())
         except TimeoutError:
             result.error = f"job deadline of {self.settings.job_deadline_seconds}s exceeded"
         except StageError as exc:
@@ -186,7 +218,17 @@ class Pipeline:
             STAGE_LATENCY.labels(stage).observe(elapsed)
             STAGE_RUNS.labels(stage, "ok" if ok else "error").inc()
 
-    async def _stages(self, result: ComposeResult, url: str, slack_text: str, evidence: Evidence | None) -> None:
+    async def _stages(
+        self,
+        result: ComposeResult,
+        url: str,
+        slack_text: str,
+        evidence: Evidence | None,
+        job_id: str | None,
+        saved: JobCheckpoints,
+    ) -> None:
+        evidence = evidence or saved.evidence
+        fetched = evidence is None
         async with self._stage(result, "retrieval") as span:
             if evidence is None:
                 evidence = await self.retrieval.post("/v1/evidence", EvidenceRequest(url=url), Evidence)
@@ -198,6 +240,8 @@ class Pipeline:
                     "snippet_count": len(evidence.snippets),
                 }
             )
+        if fetched:
+            await self._checkpoint(job_id, JobCheckpoints(evidence=evidence))
         result.evidence = evidence
 
         prompt_a = self.prompts.get(STAGE_A_PROMPT)
@@ -207,18 +251,36 @@ class Pipeline:
             app_config(self.settings, result.prompt_versions)
         )
 
-        async with self._stage(result, "stage_a") as span:
-            stage_a = await self.stage_a.run(prompt_a, evidence, slack_text)
-            sources = [source.url for source in evidence.sources] + [s.source_url for s in stage_a.extra_snippets]
-            span.set_attributes({"model": stage_a.model, "tool_calls": stage_a.tool_calls, "sources": sources})
+        if saved.stage_a is not None:
+            stage_a = StageAOutput(
+                saved.stage_a.facts, saved.stage_a.usage, saved.stage_a.model, saved.stage_a.tool_calls
+            )
+        else:
+            async with self._stage(result, "stage_a") as span:
+                stage_a = await self.stage_a.run(prompt_a, evidence, slack_text)
+                sources = [source.url for source in evidence.sources] + [s.source_url for s in stage_a.extra_snippets]
+                span.set_attributes({"model": stage_a.model, "tool_calls": stage_a.tool_calls, "sources": sources})
+            checkpoint_a = StageACheckpoint(
+                facts=stage_a.facts, usage=stage_a.usage, model=stage_a.model, tool_calls=stage_a.tool_calls
+            )
+            await self._checkpoint(job_id, JobCheckpoints(stage_a=checkpoint_a))
         result.facts = stage_a.facts
         result.tool_calls = stage_a.tool_calls
         result.usage = stage_a.usage
         result.models["stage_a"] = stage_a.model
 
-        async with self._stage(result, "stage_b") as span:
-            draft = await self.stage_b.compose(prompt_b, evidence, stage_a.facts, slack_text)
-            span.set_attributes({"model": draft.model})
+        if saved.stage_b is not None:
+            draft = StageBOutput(
+                saved.stage_b.content, saved.stage_b.usage, saved.stage_b.model, saved.stage_b.messages
+            )
+        else:
+            async with self._stage(result, "stage_b") as span:
+                draft = await self.stage_b.compose(prompt_b, evidence, stage_a.facts, slack_text)
+                span.set_attributes({"model": draft.model})
+            checkpoint_b = StageBCheckpoint(
+                content=draft.content, usage=draft.usage, model=draft.model, messages=draft.messages
+            )
+            await self._checkpoint(job_id, JobCheckpoints(stage_b=checkpoint_b))
         result.usage += draft.usage
         result.models["stage_b"] = draft.model
 

@@ -23,7 +23,6 @@ class ComposerSettings(ServiceSettings):
     post_on_gate_failure: bool = Field(False, validation_alias="POST_ON_GATE_FAILURE")
     job_deadline_seconds: float = Field(540.0, gt=0, validation_alias="JOB_DEADLINE_SECONDS")
     llm_timeout_seconds: float = Field(240.0, gt=0, validation_alias="LLM_TIMEOUT_SECONDS")
-    llm_max_retries: int = Field(2, ge=0, validation_alias="LLM_MAX_RETRIES")
 
     prompt_alias: str = Field(
         "prod", validation_alias="PROMPT_ALIAS", description="Registry alias the pipeline loads: prompts:/NAME@ALIAS."

@@ -1,9 +1,11 @@
 """Hands durable jobs to composer: at least once under a lease, answered once thanks to poster.
 
-A job is claimed with a lease longer than composer's deadline. A transient failure (composer down,
-slow or killed mid-job) gives the job back with exponential backoff; a lease left behind by a dead
-ingest expires and the job is claimed again. After the last attempt the job ends with outcome
-`error`, so every accepted link ends as a reply or a recorded outcome.
+A job is claimed under a short lease (timed on the database's clock) that a heartbeat renews while
+composer works, so a dead ingest's jobs move on within a lease. A transient failure (composer down,
+slow or killed mid-job) gives the job back with exponential backoff; a graceful shutdown gives its
+jobs back at once. After the last attempt the job ends with outcome `error`, so every accepted link
+ends as a reply or a recorded outcome. The claim loop itself is supervised: a failing database is
+logged and retried with backoff, and readiness says so meanwhile.
 """
 
 import asyncio
@@ -27,6 +29,9 @@ DISPATCH_ATTEMPTS = Counter(
     "technoshare_dispatch_attempts_total", "Hand-offs of a job to composer, by result.", ["result"]
 )
 JOBS_IN_FLIGHT = Gauge("technoshare_jobs_in_flight", "Jobs currently handed to composer by this ingest.")
+DISPATCH_LOOP_ERRORS = Counter(
+    "technoshare_dispatch_loop_errors_total", "Failed claims of the next job (database down, connection lost)."
+)
 
 
 class Dispatcher:
@@ -38,14 +43,47 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._stopped = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._claim_error: str | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self.run(), name="dispatcher")
+
+    async def check_health(self) -> None:
+        """Readiness: fails while the claim loop is dead or its claims keep failing."""
+        if self._loop is None or self._loop.done():
+            raise RuntimeError("the dispatcher is not running")
+        if self._claim_error is not None:
+            raise RuntimeError(f"claiming jobs fails: {self._claim_error}")
+
     async def run(self) -> None:
+        """Claim and hand off due jobs until stopped; no error ends the loop."""
+        failures = 0
         while not self._stopping:
             await self._slots.acquire()
-            job = await asyncio.to_thread(self.store.claim_next, self.settings.lease_seconds)
+            try:
+                job = await asyncio.to_thread(self.store.claim_next, self.settings.lease_seconds)
+            except Exception as exc:
+                self._slots.release()
+                failures += 1
+                DISPATCH_LOOP_ERRORS.inc()
+                # The exception's class and first line only: a driver's message can carry connection details.
+                self._claim_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+                delay = min(
+                    self.settings.dispatch_backoff_max_seconds,
+                    self.settings.dispatch_poll_seconds * 2 ** (failures - 1),
+                )
+                log.error("claiming a job failed", extra={"error": self._claim_error, "retry_in": round(delay, 2)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), timeout=delay)
+                continue
+            if failures:
+                log.info("claiming jobs works again", extra={"failures": failures})
+            failures, self._claim_error = 0, None
             if job is None:
                 self._slots.release()
                 self._wake.clear()
@@ -57,22 +95,54 @@ class Dispatcher:
             task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        """Stop claiming; jobs in flight keep their lease and are retried by whoever runs next."""
+        """Stop claiming and give the jobs in flight back at once, so a rolling deploy delays none by a lease."""
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
 
     async def _dispatch(self, job: ClaimedJob) -> None:
         token = job_id_var.set(job.id)
         JOBS_IN_FLIGHT.inc()
+        heartbeat = asyncio.create_task(self._keep_lease(job))
         try:
             await self._hand_off(job)
+        except asyncio.CancelledError:
+            await self._give_back(job)
+            raise
+        except Exception:
+            # e.g. the database went away while recording the outcome: the lease runs out and the job is retried.
+            log.exception("hand-off failed unexpectedly; the job is retried once its lease runs out")
         finally:
+            heartbeat.cancel()
             JOBS_IN_FLIGHT.dec()
             job_id_var.reset(token)
             self._slots.release()
+
+    async def _keep_lease(self, job: ClaimedJob) -> None:
+        """Renew the job's lease every third of it; a short lease then only expires when this replica dies."""
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            try:
+                held = await asyncio.to_thread(self.store.extend_lease, job, self.settings.lease_seconds)
+            except Exception as exc:
+                log.warning("lease renewal failed", extra={"error": type(exc).__name__})
+                continue
+            if not held:
+                log.warning("lease lost to another replica; its outcome will be theirs")
+                return
+
+    async def _give_back(self, job: ClaimedJob) -> None:
+        try:
+            await asyncio.to_thread(self.store.abandon, job)
+            log.info("job given back at shutdown")
+        except Exception as exc:
+            log.warning("could not give the job back; its lease will expire", extra={"error": type(exc).__name__})
 
     async def _hand_off(self, job: ClaimedJob) -> None:
         request = JobRunRequest(
@@ -83,8 +153,10 @@ class Dispatcher:
             url=job.url,
             slack_text=job.slack_text,
             attempt=job.attempts,
+            checkpoints=job.checkpoints,
         )
-        log.info("dispatching job", extra={"attempt": job.attempts, "url": job.url})
+        resumed = job.checkpoints.stages() if job.checkpoints else []
+        log.info("dispatching job", extra={"attempt": job.attempts, "url": job.url, "resumes_after": resumed})
         attributes = {"job_id": job.id, "attempt": job.attempts, "url": job.url, "channel_id": job.channel_id}
         try:
             # The job's trace starts here; composer, retrieval, llm-gateway and poster continue it.

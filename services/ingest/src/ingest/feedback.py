@@ -40,20 +40,22 @@ class FeedbackRecorder:
 
     def __init__(self, tracking_uri: str | None) -> None:
         self.tracking_uri = tracking_uri
-        self._sender: BackgroundSender[tuple[str, bool, Reaction]] = BackgroundSender("mlflow-feedback", self._send)
+        self._sender: BackgroundSender[tuple[str, str, bool, Reaction]] = BackgroundSender(
+            "mlflow-feedback", self._send
+        )
 
     def record(self, job_id: str, trace_id: str | None, verdict: bool, reaction: Reaction) -> None:
         FEEDBACK.labels(reaction.reaction, "positive" if verdict else "negative").inc()
         log.info("feedback on a reply", extra={"job_id": job_id, "reaction": reaction.reaction, "positive": verdict})
         if self.tracking_uri and trace_id:
-            self._sender.submit((trace_id, verdict, reaction))
+            self._sender.submit((self.tracking_uri, trace_id, verdict, reaction))
 
-    def _send(self, item: tuple[str, bool, Reaction]) -> None:
+    def _send(self, item: tuple[str, str, bool, Reaction]) -> None:
         import mlflow
         from mlflow.entities import AssessmentSource, AssessmentSourceType
 
-        trace_id, verdict, reaction = item
-        mlflow.set_tracking_uri(self.tracking_uri)
+        tracking_uri, trace_id, verdict, reaction = item
+        mlflow.set_tracking_uri(tracking_uri)
         mlflow.log_feedback(
             trace_id=trace_id,
             name=FEEDBACK_NAME,

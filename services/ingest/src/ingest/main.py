@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
@@ -13,27 +15,53 @@ from ingest.dispatcher import Dispatcher
 from ingest.feedback import FeedbackRecorder
 from ingest.routers import jobs, slack
 from ingest.settings import IngestSettings
-from ingest.store import JobStore
+from ingest.store import JobStore, QueueStats
 from technoshare_common.app import create_app
 from technoshare_common.http import ServiceClient
 from technoshare_common.schemas import JobState
 
+log = logging.getLogger(__name__)
+
 
 class JobStoreCollector(Collector):
-    """Queue depth read from the store at scrape time, so every ingest replica reports the truth."""
+    """Queue figures from the store, so every ingest replica reports the truth.
 
-    def __init__(self, store: JobStore) -> None:
+    A background task reads them (in a thread) every QUEUE_STATS_SECONDS; a scrape only reports the
+    last reading and never waits on the database from the event loop.
+    """
+
+    def __init__(self, store: JobStore, interval: float) -> None:
         self.store = store
+        self.interval = interval
+        self.stats: QueueStats | None = None
+
+    async def refresh_forever(self) -> None:
+        while True:
+            try:
+                self.stats = await asyncio.to_thread(self.store.queue_stats)
+            except Exception as exc:
+                self.stats = None  # no figures rather than stale ones; readiness reports the database
+                log.warning("reading queue figures failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(self.interval)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("technoshare_jobs_by_state", "Jobs in the store, by state.", labels=["state"])
-        try:
-            counts = self.store.count_by_state()
-        except Exception:
+        stats = self.stats
+        if stats is None:
             return
+        family = GaugeMetricFamily("technoshare_jobs_by_state", "Jobs in the store, by state.", labels=["state"])
         for state in JobState:
-            family.add_metric([state.value], counts.get(state.value, 0))
+            family.add_metric([state.value], stats.by_state.get(state.value, 0))
         yield family
+        yield GaugeMetricFamily(
+            "technoshare_jobs_due",
+            "Jobs due for dispatch now (queued past their backoff, or with an expired lease).",
+            value=stats.due,
+        )
+        yield GaugeMetricFamily(
+            "technoshare_jobs_oldest_due_age_seconds",
+            "How long the oldest due job has waited for a dispatcher (0 when none is due).",
+            value=stats.oldest_due_age_seconds,
+        )
 
 
 def build_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -42,23 +70,26 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
     # The dispatcher owns retries, so the composer client must not retry on its own.
     composer = ServiceClient("composer", settings.composer_url, settings, retries=0)
     dispatcher = Dispatcher(store, settings, composer)
-    collector = JobStoreCollector(store)
+    collector = JobStoreCollector(store, settings.queue_stats_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(store.create_schema)
         app.state.store = store
         app.state.dispatcher = dispatcher
+        # Slack's acks get threads of their own: a busy dispatcher (claims, heartbeats) never queues them.
+        app.state.ack_executor = ThreadPoolExecutor(settings.ack_threads, thread_name_prefix="ack")
         app.state.feedback = FeedbackRecorder(settings.mlflow_tracking_uri)
         REGISTRY.register(collector)
-        task = asyncio.create_task(dispatcher.run())
+        stats = asyncio.create_task(collector.refresh_forever(), name="queue-stats")
+        dispatcher.start()
         try:
             yield
         finally:
+            stats.cancel()
             REGISTRY.unregister(collector)
             await dispatcher.stop()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            app.state.ack_executor.shutdown(wait=True)
             await composer.aclose()
             store.engine.dispose()
 
@@ -69,6 +100,6 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         service="ingest",
         settings=settings,
         routers=[slack.router, jobs.router],
-        readiness={"job_store": job_store_ready},
+        readiness={"job_store": job_store_ready, "dispatcher": dispatcher.check_health},
         lifespan=lifespan,
     )

@@ -12,18 +12,34 @@ class IngestSettings(ServiceSettings):
     dispatch_concurrency: int = Field(4, ge=1, validation_alias="DISPATCH_CONCURRENCY")
     dispatch_poll_seconds: float = Field(1.0, gt=0, validation_alias="DISPATCH_POLL_SECONDS")
     composer_timeout_seconds: float = Field(600.0, gt=0, validation_alias="COMPOSER_TIMEOUT_SECONDS")
-    lease_margin_seconds: float = Field(60.0, gt=0, validation_alias="JOB_LEASE_MARGIN_SECONDS")
+    lease_seconds: float = Field(
+        60.0,
+        ge=3,
+        validation_alias="JOB_LEASE_SECONDS",
+        description="A claimed job's lease; a heartbeat renews it every third of it while composer works.",
+    )
+    dispatch_backoff_max_seconds: float = Field(30.0, gt=0, validation_alias="DISPATCH_BACKOFF_MAX_SECONDS")
+    queue_stats_seconds: float = Field(
+        5.0, gt=0, validation_alias="QUEUE_STATS_SECONDS", description="How often /metrics' queue figures are read."
+    )
     max_attempts: int = Field(5, ge=1, validation_alias="JOB_MAX_ATTEMPTS")
     retry_base_seconds: float = Field(2.0, gt=0, validation_alias="JOB_RETRY_BASE_SECONDS")
     retry_max_seconds: float = Field(120.0, gt=0, validation_alias="JOB_RETRY_MAX_SECONDS")
     max_links_per_message: int = Field(5, ge=1, validation_alias="MAX_LINKS_PER_MESSAGE")
+    max_body_bytes: int = Field(
+        65536,
+        ge=1024,
+        validation_alias="SLACK_MAX_BODY_BYTES",
+        description="Larger Slack requests get 413 before they are read whole (Slack's events are a few KB).",
+    )
+    ack_threads: int = Field(
+        4,
+        ge=1,
+        validation_alias="ACK_THREADS",
+        description="Threads for the database work of acknowledging Slack, apart from the dispatcher's.",
+    )
     feedback_reactions: dict[str, bool] = Field(
         {"+1": True, "thumbsup": True, "white_check_mark": True, "-1": False, "thumbsdown": False, "x": False},
         validation_alias="FEEDBACK_REACTIONS",
         description="JSON: Slack reaction name -> positive (true) or negative (false) feedback on a reply.",
     )
-
-    @property
-    def lease_seconds(self) -> float:
-        """A claimed job is someone else's to retry once composer's deadline and a margin have passed."""
-        return self.composer_timeout_seconds + self.lease_margin_seconds

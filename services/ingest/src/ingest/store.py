@@ -3,18 +3,23 @@
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    ColumnElement,
     Float,
     Integer,
     String,
     Text,
     UniqueConstraint,
     and_,
+    case,
+    func,
     insert,
     inspect,
+    literal_column,
     or_,
     select,
     text,
@@ -25,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ingest.slack_events import SharedLink
 from technoshare_common.db import make_engine
-from technoshare_common.schemas import ComposeResult, JobState, JobView, Outcome
+from technoshare_common.schemas import ComposeResult, JobCheckpoints, JobState, JobView, Outcome
 
 
 class Base(DeclarativeBase):
@@ -58,6 +63,7 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     slack_message_ts: Mapped[str | None] = mapped_column(String(32))
     trace_id: Mapped[str | None] = mapped_column(String(64))
+    checkpoints_json: Mapped[str | None] = mapped_column(Text)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,27 @@ class ClaimedJob:
     thread_ts: str
     url: str
     slack_text: str
+    checkpoints: JobCheckpoints | None = None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What /metrics reports about the queue, read off the request path."""
+
+    by_state: dict[str, int]
+    due: int
+    oldest_due_age_seconds: float
+
+
+# The database's clock as epoch seconds: leases and backoffs mean the same on every replica, whatever its own clock.
+_NOW_SQL = {
+    "postgresql": "extract(epoch FROM clock_timestamp())",
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+}
+
+
+def _checkpoints(stored: str | None) -> JobCheckpoints | None:
+    return JobCheckpoints.model_validate_json(stored) if stored else None
 
 
 def _dt(epoch: float | None) -> datetime | None:
@@ -79,6 +106,9 @@ def _dt(epoch: float | None) -> datetime | None:
 class JobStore:
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
+        self._now: ColumnElement[float] = literal_column(_NOW_SQL[self.engine.dialect.name], Float)
+        # PostgreSQL locks the row it claims and skips rows other replicas hold; SQLite serialises writers anyway.
+        self._skip_locked = self.engine.dialect.name == "postgresql"
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
@@ -106,7 +136,6 @@ class JobStore:
 
     def enqueue(self, link: SharedLink, event_id: str | None) -> tuple[str, bool]:
         """Insert a job for a shared link; a repeat of the same (channel, ts, url) returns the first."""
-        now = time.time()
         job_id = uuid.uuid4().hex
         try:
             with self.engine.begin() as conn:
@@ -121,8 +150,8 @@ class JobStore:
                         slack_text=link.text,
                         state=JobState.queued.value,
                         attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
+                        next_attempt_at=self._now,
+                        created_at=self._now,
                         timings_json="{}",
                         gate_failures_json="[]",
                     )
@@ -139,18 +168,23 @@ class JobStore:
                 ).scalar_one()
             return existing, False
 
-    def claim_next(self, lease_seconds: float) -> ClaimedJob | None:
-        """Take one due job (queued, or running with an expired lease) under a fresh lease."""
-        now = time.time()
-        due = or_(
-            and_(Job.state == JobState.queued.value, Job.next_attempt_at <= now),
-            and_(Job.state == JobState.running.value, Job.lease_expires_at < now),
+    def _due(self) -> ColumnElement[bool]:
+        """Queued and past its backoff, or running under a lease that has run out."""
+        return or_(
+            and_(Job.state == JobState.queued.value, Job.next_attempt_at <= self._now),
+            and_(Job.state == JobState.running.value, Job.lease_expires_at < self._now),
         )
+
+    def claim_next(self, lease_seconds: float) -> ClaimedJob | None:
+        """Take one due job under a fresh lease, timed on the database's clock."""
+        due = self._due()
+        candidates_query = select(Job.id).where(due).order_by(Job.next_attempt_at, Job.created_at)
+        if self._skip_locked:
+            candidates_query = candidates_query.limit(1).with_for_update(skip_locked=True)
+        else:
+            candidates_query = candidates_query.limit(5)
         with self.engine.begin() as conn:
-            candidates = conn.execute(
-                select(Job.id).where(due).order_by(Job.next_attempt_at, Job.created_at).limit(5)
-            ).scalars()
-            for job_id in list(candidates):
+            for job_id in list(conn.execute(candidates_query).scalars()):
                 token = uuid.uuid4().hex
                 claimed = conn.execute(
                     update(Job)
@@ -158,9 +192,9 @@ class JobStore:
                     .values(
                         state=JobState.running.value,
                         lease_token=token,
-                        lease_expires_at=now + lease_seconds,
+                        lease_expires_at=self._now + lease_seconds,
                         attempts=Job.attempts + 1,
-                        started_at=now,
+                        started_at=self._now,
                     )
                 )
                 if claimed.rowcount == 1:
@@ -174,8 +208,41 @@ class JobStore:
                         thread_ts=row.thread_ts,
                         url=row.url,
                         slack_text=row.slack_text,
+                        checkpoints=_checkpoints(row.checkpoints_json),
                     )
         return None
+
+    def save_checkpoints(self, job_id: str, finished: JobCheckpoints) -> list[str] | None:
+        """Merge newly finished stages into the job's checkpoints; None when there is no such job.
+
+        Any attempt's output is kept, even a stale one's: it is a finished stage of the same job.
+        """
+        with self.engine.begin() as conn:
+            query = select(Job.checkpoints_json).where(Job.id == job_id)
+            if self._skip_locked:
+                query = query.with_for_update()
+            row = conn.execute(query).one_or_none()
+            if row is None:
+                return None
+            saved = _checkpoints(row.checkpoints_json) or JobCheckpoints()
+            merged = saved.model_copy(update={name: value for name, value in finished if value is not None})
+            conn.execute(update(Job).where(Job.id == job_id).values(checkpoints_json=merged.model_dump_json()))
+        return merged.stages()
+
+    def extend_lease(self, job: ClaimedJob, lease_seconds: float) -> bool:
+        """The heartbeat: push the lease on while composer works; False once another replica holds the job."""
+        return self._update_leased(job, {"lease_expires_at": self._now + lease_seconds})
+
+    def abandon(self, job: ClaimedJob) -> bool:
+        """Give a job back at once, its attempt refunded: this replica is shutting down, the job did nothing wrong."""
+        values = {
+            "state": JobState.queued.value,
+            "lease_token": None,
+            "lease_expires_at": None,
+            "next_attempt_at": self._now,
+            "attempts": Job.attempts - 1,
+        }
+        return self._update_leased(job, values)
 
     def complete(self, job: ClaimedJob, result: ComposeResult) -> bool:
         """Record the outcome; False when the lease was lost to another dispatcher meanwhile."""
@@ -211,12 +278,12 @@ class JobStore:
             "state": JobState.queued.value,
             "lease_token": None,
             "lease_expires_at": None,
-            "next_attempt_at": time.time() + retry_in,
+            "next_attempt_at": self._now + retry_in,
             "error": error,
         }
         return self._update_leased(job, values)
 
-    def _update_leased(self, job: ClaimedJob, values: dict[str, object]) -> bool:
+    def _update_leased(self, job: ClaimedJob, values: Mapping[str, object]) -> bool:
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(Job).where(Job.id == job.id, Job.lease_token == job.lease_token).values(**values)
@@ -224,12 +291,19 @@ class JobStore:
             return result.rowcount == 1
 
     def get(self, job_id: str) -> JobView | None:
+        """One job with its per-stage checkpoints."""
         with self.engine.connect() as conn:
             row = conn.execute(select(Job.__table__).where(Job.id == job_id)).one_or_none()
-        return self._view(row) if row else None
+        if row is None:
+            return None
+        return self._view(row).model_copy(
+            update={"checkpoints": _checkpoints(row.checkpoints_json) or JobCheckpoints()}
+        )
 
     def find(self, channel_id: str | None = None, message_ts: str | None = None, limit: int = 50) -> list[JobView]:
-        query = select(Job.__table__).order_by(Job.created_at.desc()).limit(limit)
+        """Jobs without their checkpoints (evidence and drafts would make a list heavy): get() has them."""
+        columns = [column for column in Job.__table__.columns if column.name != "checkpoints_json"]
+        query = select(*columns).order_by(Job.created_at.desc()).limit(limit)
         if channel_id:
             query = query.where(Job.channel_id == channel_id)
         if message_ts:
@@ -242,6 +316,14 @@ class JobStore:
         with self.engine.connect() as conn:
             rows = conn.execute(text("SELECT state, COUNT(*) FROM jobs GROUP BY state")).all()
         return {state: count for state, count in rows}
+
+    def queue_stats(self) -> QueueStats:
+        """Jobs by state, how many are due, and how long the oldest due job has waited (database clock)."""
+        due_since = case((Job.state == JobState.queued.value, Job.next_attempt_at), else_=Job.lease_expires_at)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+            due, oldest = conn.execute(select(func.count(), self._now - func.min(due_since)).where(self._due())).one()
+        return QueueStats({state: count for state, count in rows}, int(due), max(0.0, float(oldest or 0.0)))
 
     @staticmethod
     def _view(row) -> JobView:  # type: ignore[no-untyped-def]

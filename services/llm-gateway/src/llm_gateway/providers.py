@@ -111,10 +111,15 @@ class Upstream:
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.breaker.record_failure()
             raise transport_error(self.name, exc) from exc
+        except BaseException:
+            self.breaker.record_abandoned()
+            raise
         if response.status >= 400:
             response.release()
             if response.status >= 500:
                 self.breaker.record_failure()
+            else:
+                self.breaker.record_success()  # a 4xx (429 too) is an answer: the upstream is up
             raise status_error(self.name, response.status, response.headers, content)
         self.breaker.record_success()
         return UpstreamResponse(response, content)

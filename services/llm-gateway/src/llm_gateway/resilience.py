@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from llm_gateway.errors import GatewayError
+from llm_gateway.errors import NO_RETRY_HEADERS, GatewayError
 from llm_gateway.metrics import LLM_CIRCUIT_OPEN
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -49,13 +49,18 @@ class CircuitOpen(GatewayError):
             f"upstream '{upstream}' is failing; its circuit breaker is open for another {retry_in:.0f}s",
             "api_connection_error",
             code="circuit_open",
-            retryable=True,
+            retryable=True,  # another model (a fallback) may still answer; the caller must not retry into it
+            headers=NO_RETRY_HEADERS,
             status_label="circuit_open",
         )
 
 
 class CircuitBreaker:
-    """Closed → open after `threshold` consecutive failures → one probe after `reset_seconds` (half-open)."""
+    """Closed → open after `threshold` consecutive failures → one probe after `reset_seconds` (half-open).
+
+    The probe always ends half-open: an answer (2xx or 4xx) closes the circuit; a 5xx, a timeout or a
+    cancelled probe opens it again. A probe left unresolved would refuse every call until a restart.
+    """
 
     def __init__(
         self, name: str, threshold: int, reset_seconds: float, clock: Callable[[], float] = time.monotonic
@@ -89,6 +94,11 @@ class CircuitBreaker:
         if self._opened_at is not None:
             self._opened_at = None
             LLM_CIRCUIT_OPEN.labels(self.name).set(0)
+
+    def record_abandoned(self) -> None:
+        """A call cancelled by its caller says nothing of the upstream; a probe's slot must not stay taken."""
+        if self._probing:
+            self.record_failure()
 
     def record_failure(self) -> None:
         self._failures += 1

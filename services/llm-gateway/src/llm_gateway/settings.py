@@ -51,7 +51,13 @@ class GatewaySettings(ServiceSettings):
 
     upstream_timeout_seconds: float = Field(300.0, gt=0, validation_alias="LLM_UPSTREAM_TIMEOUT_SECONDS")
     connect_timeout_seconds: float = Field(5.0, gt=0, validation_alias="LLM_CONNECT_TIMEOUT_SECONDS")
-    max_retries: int = Field(2, ge=0, le=10, validation_alias="LLM_MAX_RETRIES")
+    max_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        validation_alias="LLM_UPSTREAM_MAX_RETRIES",
+        description="Retries of one model on its upstream; the gateway is the only layer that retries LLM calls.",
+    )
     retry_base_seconds: float = Field(0.5, ge=0, validation_alias="LLM_RETRY_BASE_SECONDS")
     retry_max_seconds: float = Field(20.0, ge=0, validation_alias="LLM_RETRY_MAX_SECONDS")
     retry_after_max_seconds: float = Field(

@@ -7,10 +7,23 @@ class PosterSettings(ServiceSettings):
     slack_bot_token: SecretStr | None = Field(
         None, validation_alias="SLACK_BOT_TOKEN", description="Unset: dry run, the payload is returned, not posted."
     )
-    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
-    database_url: str = Field("sqlite:///.run/poster.db", validation_alias="POSTER_DATABASE_URL")
-    rate_limit_retries: int = Field(3, ge=0, validation_alias="SLACK_RATE_LIMIT_RETRIES")
-    slack_timeout_seconds: int = Field(15, gt=0, validation_alias="SLACK_TIMEOUT_SECONDS")
+    slack_api_url: str = Field(
+        "https://slack.com/api/", validation_alias="SLACK_API_URL", description="Slack's Web API (a fake one in tests)."
+    )
+    database_url: str = Field(
+        "sqlite:///.run/poster.db",
+        validation_alias="POSTER_DATABASE_URL",
+        description="SQLAlchemy URL of the record of posted replies that makes posting once per job hold.",
+    )
+    rate_limit_retries: int = Field(
+        3,
+        ge=0,
+        validation_alias="SLACK_RATE_LIMIT_RETRIES",
+        description="Waits for Slack's Retry-After before giving up.",
+    )
+    slack_timeout_seconds: int = Field(
+        15, gt=0, validation_alias="SLACK_TIMEOUT_SECONDS", description="Timeout of one call to Slack."
+    )
     claim_stale_seconds: float = Field(
         60.0,
         gt=0,

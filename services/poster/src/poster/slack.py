@@ -59,7 +59,8 @@ class SlackPoster:
                 response = self.client.conversations_replies(
                     channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor
                 )
-                for message in response.get("messages", []):
+                messages: list[dict[str, Any]] = response.get("messages") or []
+                for message in messages:
                     metadata = message.get("metadata") or {}
                     if (
                         metadata.get("event_type") == REPLY_EVENT_TYPE

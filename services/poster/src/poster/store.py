@@ -4,7 +4,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Float, String, Text, select, update
+from sqlalchemy import Float, String, Text, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -56,7 +56,7 @@ class PostStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    SlackPost.__table__.insert().values(
+                    insert(SlackPost).values(
                         job_id=job_id,
                         state=PostState.claimed.value,
                         channel_id=channel_id,

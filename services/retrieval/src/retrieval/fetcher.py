@@ -165,7 +165,8 @@ class SafeFetcher:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise FetchError("unreachable", f"cannot resolve {host}: {exc}") from exc
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        # An IP family's sockaddr starts with the address as text (typeshed allows an int for other families).
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         if not addresses:
             raise FetchError("unreachable", f"{host} resolves to no address")
         if host.lower() not in self.settings.allowed_hosts:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from ingest.dependencies import get_store
 from ingest.store import JobStore
 from technoshare_common.auth import require_service_token
-from technoshare_common.schemas import JobList, JobView
+from technoshare_common.schemas import CheckpointSaved, JobCheckpoints, JobList, JobView
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[Depends(require_service_token)])
 
@@ -19,6 +19,17 @@ async def get_job(job_id: str, store: Annotated[JobStore, Depends(get_store)]) -
     if job is None:
         raise HTTPException(404, detail=f"no job {job_id}")
     return job
+
+
+@router.post("/{job_id}/checkpoints")
+async def save_checkpoints(
+    job_id: str, finished: JobCheckpoints, store: Annotated[JobStore, Depends(get_store)]
+) -> CheckpointSaved:
+    """composer reports each finished stage here, so a later attempt of the job resumes after it."""
+    stages = await asyncio.to_thread(store.save_checkpoints, job_id, finished)
+    if stages is None:
+        raise HTTPException(404, detail=f"no job {job_id}")
+    return CheckpointSaved(job_id=job_id, stages=stages)
 
 
 @router.get("")

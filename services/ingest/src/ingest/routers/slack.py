@@ -3,13 +3,14 @@
 import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from prometheus_client import Counter
 from slack_sdk.signature import SignatureVerifier
 
-from ingest.dependencies import get_dispatcher, get_feedback, get_settings, get_store
+from ingest.dependencies import get_ack_executor, get_dispatcher, get_feedback, get_settings, get_store
 from ingest.dispatcher import Dispatcher
 from ingest.feedback import FeedbackRecorder, Reaction, reaction_from
 from ingest.settings import IngestSettings
@@ -29,8 +30,9 @@ async def slack_events(
     store: Annotated[JobStore, Depends(get_store)],
     dispatcher: Annotated[Dispatcher, Depends(get_dispatcher)],
     feedback: Annotated[FeedbackRecorder, Depends(get_feedback)],
+    executor: Annotated[ThreadPoolExecutor, Depends(get_ack_executor)],
 ) -> Response:
-    body = await request.body()
+    body = await _read_capped(request, settings.max_body_bytes)
     verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
     timestamp = request.headers.get("x-slack-request-timestamp", "")
     signature = request.headers.get("x-slack-signature", "")
@@ -53,7 +55,7 @@ async def slack_events(
 
     event = payload["event"]
     if (reaction := reaction_from(event)) is not None:
-        return await _feedback(reaction, settings, store, feedback)
+        return await _feedback(reaction, settings, store, feedback, executor)
     reason = ignore_reason(event, settings.channel_id)
     if reason:
         SLACK_EVENTS.labels("ignored").inc()
@@ -64,7 +66,7 @@ async def slack_events(
     event_id = payload.get("event_id")
     created = 0
     for link in links:
-        job_id, is_new = await asyncio.to_thread(store.enqueue, link, event_id)
+        job_id, is_new = await asyncio.get_running_loop().run_in_executor(executor, store.enqueue, link, event_id)
         created += is_new
         log.info(
             "job accepted" if is_new else "duplicate link ignored",
@@ -76,12 +78,35 @@ async def slack_events(
     return Response(status_code=status.HTTP_200_OK)
 
 
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over `limit`: by its header, or while streaming."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        SLACK_EVENTS.labels("too_large").inc()
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            SLACK_EVENTS.labels("too_large").inc()
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _feedback(
-    reaction: Reaction, settings: IngestSettings, store: JobStore, feedback: FeedbackRecorder
+    reaction: Reaction,
+    settings: IngestSettings,
+    store: JobStore,
+    feedback: FeedbackRecorder,
+    executor: ThreadPoolExecutor,
 ) -> Response:
     verdict = settings.feedback_reactions.get(reaction.reaction)
     job = (
-        await asyncio.to_thread(store.find_by_reply, reaction.channel_id, reaction.message_ts)
+        await asyncio.get_running_loop().run_in_executor(
+            executor, store.find_by_reply, reaction.channel_id, reaction.message_ts
+        )
         if verdict is not None
         else None
     )

@@ -1,0 +1,249 @@
+"""Slack's view of ingest under load: how fast `POST /slack/events` is acknowledged, and whether every
+event still ends as exactly one job (ingest alone) or one reply (the whole stack).
+
+Signed events are sent on loopback at a fixed rate (open loop: each at its scheduled time, whatever the
+earlier ones are doing), each followed half a second later by Slack's retry of it (`X-Slack-Retry-Num`).
+Every request's ack time counts. Modes:
+
+- `ingest`: ingest alone, as a process, with a composer stub that answers at once;
+- `stack`: the five services as processes (tests/support/stack.py: scripted LLM, fake Slack).
+
+Lost = events with no job (ingest) or no reply in their thread (stack); doubled = more than one.
+
+    make bench   # or: .venv/bin/python benchmarks/ingest_load.py [--rates 50,100,200] [--seconds 4]
+"""
+
+import argparse
+import asyncio
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from fastapi import FastAPI
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.conftest import LOCAL_POSTGRES_URL  # noqa: E402  (the PostgreSQL the job store tests use)
+from tests.support.servers import ServiceProcess, free_port, serve_in_thread, wait_until  # noqa: E402
+from tests.support.stack import CHANNEL, Stack  # noqa: E402
+
+ARXIV = "https://arxiv.org/abs/2106.09685"
+
+
+def composer_stub() -> tuple[FastAPI, Counter[str]]:
+    """Answers every hand-off with success at once, counting hand-offs per job."""
+    app, calls = FastAPI(), Counter[str]()
+
+    @app.post("/v1/jobs")
+    async def run_job(job: dict[str, Any]) -> dict[str, Any]:
+        calls[job["job_id"]] += 1
+        return {"job_id": job["job_id"], "url": job["url"], "outcome": "success", "text": "ok"}
+
+    return app, calls
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+    name = f"technoshare_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(LOCAL_POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{LOCAL_POSTGRES_URL.rpartition('/')[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def job_store(database: str, workdir: Path) -> Iterator[str]:
+    if database == "sqlite":
+        yield f"sqlite:///{workdir / 'jobs.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+def event(ts: str) -> dict[str, Any]:
+    return {
+        "type": "event_callback",
+        "team_id": "T0TEST",
+        "event_id": f"Ev{uuid.uuid4().hex[:12]}",
+        "event_time": int(time.time()),
+        "event": {"type": "message", "channel": CHANNEL, "user": "U0HUMAN", "text": f"<{ARXIV}>", "ts": ts},
+    }
+
+
+async def send(url: str, secret: str, rate: int, seconds: float) -> tuple[list[str], list[float], int]:
+    """(message ts of each event, ack latencies in seconds, non-200 answers).
+
+    aiohttp, and bodies signed before the clock starts: with httpx the sender itself used most of a core
+    at 200 requests/s and its own delays showed up as ingest's latency.
+    """
+    count = int(rate * seconds)
+    base = int(time.time())
+    stamps = [f"{base}.{i:06d}" for i in range(count)]
+    bodies = [json.dumps(event(ts)).encode() for ts in stamps]
+    latencies: list[float] = []
+    failures = 0
+    verifier = SignatureVerifier(secret)
+    loop = asyncio.get_running_loop()
+
+    def signed(body: bytes, retry: bool) -> dict[str, str]:
+        ts = str(int(time.time()))
+        headers = {
+            "content-type": "application/json",
+            "x-slack-request-timestamp": ts,
+            "x-slack-signature": verifier.generate_signature(timestamp=ts, body=body),
+        }
+        if retry:
+            headers |= {"x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout"}
+        return headers
+
+    requests = [(body, signed(body, False), signed(body, True)) for body in bodies]
+
+    async def post(session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> None:
+        nonlocal failures
+        start = time.perf_counter()
+        try:
+            async with session.post(f"{url}/slack/events", data=body, headers=headers) as response:
+                await response.read()
+                failures += response.status != 200
+        except aiohttp.ClientError:
+            failures += 1
+        latencies.append(time.perf_counter() - start)
+
+    async def one(session: aiohttp.ClientSession, index: int, start: float) -> None:
+        body, first, retry = requests[index]
+        await asyncio.sleep(max(0.0, start + index / rate - loop.time()))  # the schedule, not a pause
+        await post(session, body, first)
+        await asyncio.sleep(max(0.0, start + index / rate + 0.5 - loop.time()))
+        await post(session, body, retry)
+
+    connector = aiohttp.TCPConnector(limit=1000)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        start = loop.time()
+        await asyncio.gather(*(one(session, index, start) for index in range(count)))
+    return stamps, latencies, failures
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def run_ingest_alone(database_url: str, rate: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    app, calls = composer_stub()
+    secret = secrets.token_hex(16)
+    with serve_in_thread(app) as composer_url:
+        env = {
+            "SLACK_SIGNING_SECRET": secret,
+            "JOB_STORE_DATABASE_URL": database_url,
+            "COMPOSER_URL": composer_url,
+            "MLFLOW_TRACKING_URI": "",
+            "LOG_LEVEL": "WARNING",
+        }
+        ingest = ServiceProcess("ingest", free_port(), env, workdir)
+        ingest.start()
+        try:
+            stamps, latencies, failures = asyncio.run(send(ingest.url, secret, rate, seconds))
+            jobs_per_event = wait_for_jobs(database_url, stamps, calls)
+        finally:
+            ingest.stop()
+    return summary(latencies, failures, [jobs_per_event.get(ts, 0) for ts in stamps])
+
+
+def wait_for_jobs(database_url: str, stamps: list[str], calls: Counter[str]) -> dict[str, int]:
+    """Hand-offs per event once every job is done (or after a minute)."""
+    engine = create_engine(database_url)
+    try:
+
+        def all_done() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT COUNT(*) FROM jobs WHERE state != 'done'")).scalar_one() == 0
+
+        try:
+            wait_until(all_done, timeout=60, interval=0.2, what="every job done")
+        except AssertionError as exc:
+            print(f"  ! {exc}")
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, message_ts FROM jobs")).all()
+    finally:
+        engine.dispose()
+    per_event: Counter[str] = Counter()
+    for job_id, message_ts in rows:
+        per_event[message_ts] += calls[job_id]
+    return per_event
+
+
+def run_stack(database_url: str, rate: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    env = {"JOB_STORE_DATABASE_URL": database_url, "MLFLOW_TRACKING_URI": "", "LOG_LEVEL": "WARNING"}
+    with Stack(workdir, env=env) as stack:
+        stamps, latencies, failures = asyncio.run(send(stack.ingest_url, stack.signing_secret, rate, seconds))
+
+        def replied() -> bool:
+            return all(stack.slack.replies_in(CHANNEL, ts) for ts in stamps)
+
+        try:
+            wait_until(replied, timeout=180, interval=0.5, what="a reply to every event")
+        except AssertionError as exc:
+            print(f"  ! {exc}")
+        replies = [len(stack.slack.replies_in(CHANNEL, ts)) for ts in stamps]
+    return summary(latencies, failures, replies)
+
+
+def summary(latencies: list[float], failures: int, outcomes: list[int]) -> dict[str, Any]:
+    return {
+        "events": len(outcomes),
+        "requests": len(latencies),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
+        "non_200": failures,
+        "lost": sum(1 for n in outcomes if n == 0),
+        "doubled": sum(1 for n in outcomes if n > 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="50,100,200", help="events per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=4.0, help="how long each rate is sent")
+    parser.add_argument("--modes", default="ingest,stack")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    args = parser.parse_args()
+    rows = []
+    for mode in args.modes.split(","):
+        for database in args.databases.split(","):
+            for rate in (int(r) for r in args.rates.split(",")):
+                with tempfile.TemporaryDirectory() as tmp, job_store(database, Path(tmp)) as database_url:
+                    run = run_ingest_alone if mode == "ingest" else run_stack
+                    result = run(database_url, rate, args.seconds, Path(tmp))
+                row = {"mode": mode, "database": database, "rate": rate} | result
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    print("\n| mode | database | events/s | events (+ retries) | ack p50 ms | ack p99 ms | max ms |", end="")
+    print(" non-200 | lost | doubled |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['mode']} | {r['database']} | {r['rate']} | {r['events']} (+{r['requests'] - r['events']}) | "
+            f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['non_200']} | {r['lost']} | {r['doubled']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

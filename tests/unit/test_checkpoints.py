@@ -1,0 +1,115 @@
+"""Checkpoints: an attempt after a failure resumes after the last finished stage and pays no LLM stage twice."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from composer.llm import LLMClient, LLMUnavailable
+from composer.pipeline import DependencyUnavailable, Pipeline
+from composer.projects import load_projects
+from composer.prompts import PromptStore
+from composer.settings import ComposerSettings
+from technoshare_common.schemas import (
+    CheckpointSaved,
+    JobCheckpoints,
+    JobRunRequest,
+    Outcome,
+    PostStatus,
+    ReplyRequest,
+    ReplyResult,
+)
+from tests.support.jobs import arxiv_job
+from tests.support.scripted_llm import ScriptedLLM
+from tests.support.servers import serve_in_thread
+
+JOB, FINISHED = arxiv_job("j1")
+
+
+class Services:
+    """retrieval, poster and ingest's checkpoint route, as composer's ServiceClients see them."""
+
+    def __init__(self, post_failures: int = 0) -> None:
+        self.post_failures = post_failures
+        self.calls: dict[str, int] = {"retrieval": 0, "poster": 0}
+        self.saved = JobCheckpoints()
+
+    async def post(self, path: str, body: BaseModel, model: type[Any], **_: Any) -> Any:
+        if path == "/v1/evidence":
+            self.calls["retrieval"] += 1
+            return FINISHED.evidence
+        if path == "/v1/replies":
+            assert isinstance(body, ReplyRequest)
+            self.calls["poster"] += 1
+            if self.calls["poster"] <= self.post_failures:
+                return ReplyResult(
+                    job_id=body.job_id, status=PostStatus.failed, channel_id="C1", error="ratelimited", retryable=True
+                )
+            return ReplyResult(job_id=body.job_id, status=PostStatus.posted, channel_id="C1", message_ts="9.9")
+        assert path == f"/v1/jobs/{JOB.job_id}/checkpoints" and isinstance(body, JobCheckpoints)
+        self.saved = self.saved.model_copy(update={name: value for name, value in body if value is not None})
+        return CheckpointSaved(job_id=JOB.job_id, stages=self.saved.stages())
+
+
+@pytest.fixture
+def llm() -> Iterator[tuple[ScriptedLLM, str]]:
+    scripted = ScriptedLLM()
+    with serve_in_thread(scripted.app) as url:
+        yield scripted, url
+
+
+def pipeline(llm_url: str, services: Services) -> Pipeline:
+    settings = ComposerSettings(LLM_GATEWAY_URL=llm_url, STAGE_A_MODEL="scripted", STAGE_B_MODEL="scripted")
+    return Pipeline(
+        settings,
+        llm=LLMClient(settings),
+        retrieval=services,  # type: ignore[arg-type]
+        poster=services,  # type: ignore[arg-type]
+        prompts=PromptStore(settings.prompts_dir),
+        projects=load_projects(settings.projects_file),
+        ingest=services,  # type: ignore[arg-type]
+    )
+
+
+def again(job: JobRunRequest, services: Services) -> JobRunRequest:
+    """The next attempt as ingest hands it over: with what the last one checkpointed."""
+    return job.model_copy(update={"attempt": job.attempt + 1, "checkpoints": services.saved})
+
+
+async def test_a_failed_post_is_retried_without_composing_again(llm: tuple[ScriptedLLM, str]) -> None:
+    services = Services(post_failures=1)
+    composer = pipeline(llm[1], services)
+    with pytest.raises(DependencyUnavailable, match="slack"):
+        await composer.run_job(JOB)
+    paid = len(llm[0].requests)
+    assert services.saved.stages() == ["evidence", "stage_a", "stage_b", "composed"]
+
+    result = await composer.run_job(again(JOB, services))
+    assert result.outcome == Outcome.success and result.post is not None and result.post.message_ts == "9.9"
+    assert len(llm[0].requests) == paid  # no LLM call on the second attempt
+    assert services.calls == {"retrieval": 1, "poster": 2}
+
+
+async def test_an_attempt_after_a_crash_resumes_after_the_last_finished_stage(
+    llm: tuple[ScriptedLLM, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = Services()
+    composer = pipeline(llm[1], services)
+    real_compose = composer.stage_b.compose
+
+    async def upstream_down(*args: Any, **kwargs: Any) -> Any:
+        raise LLMUnavailable("upstream down")
+
+    monkeypatch.setattr(composer.stage_b, "compose", upstream_down)
+    with pytest.raises(DependencyUnavailable):
+        await composer.run_job(JOB)
+    assert services.saved.stages() == ["evidence", "stage_a"]
+    stage_a_calls = len(llm[0].requests)
+
+    monkeypatch.setattr(composer.stage_b, "compose", real_compose)
+    result = await composer.run_job(again(JOB, services))
+    assert result.outcome == Outcome.success
+    assert len(llm[0].requests) == stage_a_calls + 1  # Stage B only: Stage A is not paid for twice
+    assert services.calls["retrieval"] == 1
+    assert result.usage.total_tokens > 0 and result.facts == services.saved.stage_a.facts  # type: ignore[union-attr]

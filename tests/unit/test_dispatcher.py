@@ -1,0 +1,134 @@
+"""The dispatcher survives a failing database, keeps short leases alive, and gives jobs back at shutdown."""
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from ingest.dispatcher import Dispatcher
+from ingest.settings import IngestSettings
+from ingest.slack_events import SharedLink
+from ingest.store import JobStore
+from technoshare_common.schemas import ComposeResult, JobCheckpoints, JobRunRequest, JobState, Outcome
+from tests.support.jobs import arxiv_job
+from tests.support.servers import wait_until
+
+
+class FakeComposer:
+    """composer's client: answers success, or holds every job until `release` is set."""
+
+    def __init__(self, hold: bool = False) -> None:
+        self.hold = hold
+        self.release = asyncio.Event()
+        self.calls = 0
+        self.requests: list[JobRunRequest] = []
+
+    async def post(self, path: str, request: JobRunRequest, model: type[Any], **_: Any) -> ComposeResult:
+        self.calls += 1
+        self.requests.append(request)
+        if self.hold:
+            await self.release.wait()
+        return ComposeResult(job_id=request.job_id, url=str(request.url), outcome=Outcome.success, text="reply")
+
+
+def make(tmp_path: Path, composer: FakeComposer, **settings: Any) -> tuple[JobStore, Dispatcher]:
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store.create_schema()
+    values = {"SLACK_SIGNING_SECRET": "s", "DISPATCH_POLL_SECONDS": 0.05} | settings
+    return store, Dispatcher(store, IngestSettings(**values), composer)  # type: ignore[arg-type]
+
+
+def enqueue(store: JobStore) -> str:
+    job_id, _ = store.enqueue(SharedLink("C1", "1.1", "1.1", "https://example.com/a", "<x>"), "Ev1")
+    return job_id
+
+
+async def until(predicate: Callable[[], Any], what: str) -> None:
+    """wait_until off the event loop, so the dispatcher keeps running while the test waits."""
+    await asyncio.to_thread(wait_until, predicate, 10, 0.02, what)
+
+
+async def test_a_failing_database_does_not_end_the_dispatcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, dispatcher = make(tmp_path, FakeComposer())
+    job_id = enqueue(store)
+    real_claim, failures = store.claim_next, []
+
+    def claim_next(lease_seconds: float) -> Any:
+        if len(failures) < 3:
+            failures.append(1)
+            raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        return real_claim(lease_seconds)
+
+    monkeypatch.setattr(store, "claim_next", claim_next)
+    dispatcher.start()
+    await until(lambda: failures, "a failed claim")
+    with pytest.raises(RuntimeError, match="claiming jobs fails: OperationalError"):
+        await dispatcher.check_health()
+    await until(lambda: (view := store.get(job_id)) and view.state == JobState.done, "the job to finish")
+    await dispatcher.check_health()
+    await dispatcher.stop()
+
+
+async def test_readiness_fails_when_the_dispatcher_is_not_running(tmp_path: Path) -> None:
+    _, dispatcher = make(tmp_path, FakeComposer())
+    with pytest.raises(RuntimeError, match="not running"):
+        await dispatcher.check_health()
+
+
+async def test_a_heartbeat_keeps_a_short_lease_while_composer_works(tmp_path: Path) -> None:
+    composer = FakeComposer(hold=True)
+    store, dispatcher = make(tmp_path, composer, JOB_LEASE_SECONDS=3)
+    job_id = enqueue(store)
+    dispatcher.start()
+    await until(lambda: composer.calls == 1, "the hand-off")
+    first = store.queue_stats()
+    assert first.by_state == {"running": 1} and first.due == 0
+
+    def renewed_twice() -> bool:
+        # Two renewals (every second) move the lease past where the claim put it; nobody else could claim it.
+        return store.claim_next(lease_seconds=60) is None and lease_expires(store, job_id) > claimed_until + 1.5
+
+    claimed_until = lease_expires(store, job_id)
+    await until(renewed_twice, "the lease to be renewed")
+    composer.release.set()
+    await until(lambda: (view := store.get(job_id)) and view.state == JobState.done, "the job to finish")
+    await dispatcher.stop()
+
+
+async def test_shutdown_gives_jobs_in_flight_back_at_once(tmp_path: Path) -> None:
+    composer = FakeComposer(hold=True)
+    store, dispatcher = make(tmp_path, composer)
+    job_id = enqueue(store)
+    dispatcher.start()
+    await until(lambda: composer.calls == 1, "the hand-off")
+    await dispatcher.stop()
+    claimed = store.claim_next(lease_seconds=60)  # another replica, at once: no lease left to run out
+    assert claimed is not None and claimed.id == job_id and claimed.attempts == 1
+
+
+async def test_the_next_attempt_carries_the_checkpoints(tmp_path: Path) -> None:
+    composer = FakeComposer()
+    store, dispatcher = make(tmp_path, composer)
+    job_id = enqueue(store)
+    first = store.claim_next(lease_seconds=60)
+    assert first is not None
+    store.save_checkpoints(job_id, JobCheckpoints(evidence=arxiv_job(job_id)[1].evidence))
+    store.release(first, "composer died", retry_in=0)
+    dispatcher.start()
+    await until(lambda: composer.calls == 1, "the second attempt")
+    await dispatcher.stop()
+    [request] = composer.requests
+    assert request.attempt == 2 and request.checkpoints is not None
+    assert request.checkpoints.stages() == ["evidence"]
+
+
+def lease_expires(store: JobStore, job_id: str) -> float:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        return float(
+            conn.execute(text("SELECT lease_expires_at FROM jobs WHERE id = :id"), {"id": job_id}).scalar_one()
+        )

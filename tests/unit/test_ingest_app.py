@@ -1,0 +1,105 @@
+"""ingest's app: queue metrics read off the event loop, readiness that includes the dispatcher."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from ingest.main import build_app
+from ingest.settings import IngestSettings
+from ingest.slack_events import SharedLink
+from ingest.store import JobStore
+from technoshare_common.schemas import JobCheckpoints, JobView
+from tests.support.jobs import arxiv_job
+from tests.support.servers import wait_until
+
+
+def on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.fixture
+def loop_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the store's methods called from a thread that runs an event loop (which they would block)."""
+    calls: list[str] = []
+    for name in ("queue_stats", "count_by_state", "ping", "enqueue", "claim_next"):
+        real = getattr(JobStore, name)
+
+        def spy(self: JobStore, *args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            if on_event_loop():
+                calls.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(JobStore, name, spy)
+    return calls
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = IngestSettings(
+        SLACK_SIGNING_SECRET="s",
+        JOB_STORE_DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}",
+        COMPOSER_URL="http://127.0.0.1:9",
+        QUEUE_STATS_SECONDS=0.05,
+        DISPATCH_POLL_SECONDS=60,
+    )
+    with TestClient(build_app(settings)) as test_client:
+        yield test_client
+
+
+def samples(client: TestClient) -> dict[str, float]:
+    """Unlabelled samples by name, and the jobs counted in technoshare_jobs_by_state as `jobs`."""
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    found = [sample for family in families for sample in family.samples]
+    by_name = {sample.name: sample.value for sample in found if not sample.labels}
+    return by_name | {"jobs": sum(s.value for s in found if s.name == "technoshare_jobs_by_state")}
+
+
+def test_queue_metrics_come_from_the_store_without_blocking_the_event_loop(
+    client: TestClient, loop_calls: list[str]
+) -> None:
+    store: JobStore = client.app.state.store  # type: ignore[attr-defined]
+    store.enqueue(SharedLink("C1", "1.1", "1.1", "https://example.com/a", "<x>"), "Ev1")
+    wait_until(lambda: samples(client)["jobs"] == 1, what="the queue figures")  # queued, or handed off by now
+    assert {"technoshare_jobs_due", "technoshare_jobs_oldest_due_age_seconds"} <= samples(client).keys()
+    assert loop_calls == []
+
+
+def test_readiness_includes_the_dispatcher(client: TestClient) -> None:
+    checks = client.get("/readyz").json()["checks"]
+    assert checks["dispatcher"] == "ok"
+
+
+def test_composer_checkpoints_show_on_the_job(client: TestClient) -> None:
+    store: JobStore = client.app.state.store  # type: ignore[attr-defined]
+    job_id, _ = store.enqueue(SharedLink("C1", "1.1", "1.1", "https://example.com/a", "<x>"), "Ev1")
+    evidence = arxiv_job(job_id)[1].evidence
+    assert evidence is not None
+    body = JobCheckpoints(evidence=evidence).model_dump(mode="json", exclude_none=True)
+    saved = client.post(f"/v1/jobs/{job_id}/checkpoints", json=body)
+    assert saved.status_code == 200 and saved.json()["stages"] == ["evidence"]
+    assert client.post("/v1/jobs/nope/checkpoints", json=body).status_code == 404
+    view = JobView.model_validate(client.get(f"/v1/jobs/{job_id}").json())
+    assert view.checkpoints.evidence == evidence
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_read_whole(client: TestClient) -> None:
+    cap = client.app.state.settings.max_body_bytes  # type: ignore[attr-defined]
+    declared = client.post("/slack/events", content=b"x" * (2 * 1024 * 1024))
+    assert declared.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: refused while streaming
+        for _ in range(64):
+            yield b"x" * 16384
+
+    assert client.post("/slack/events", content=chunks()).status_code == 413
+    assert cap < 64 * 16384
+    assert client.post("/slack/events", content=b"{}").status_code == 401  # under the cap: on to the signature
