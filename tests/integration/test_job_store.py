@@ -175,3 +175,16 @@ def test_checkpoints_are_kept_for_the_next_attempt_and_shown_on_the_job(database
     assert view is not None and view.checkpoints.stages() == ["evidence", "stage_a"]
     [listed] = store.find(channel_id="C1")
     assert listed.checkpoints.stages() == []  # lists stay light; GET /v1/jobs/{id} has them
+
+
+def test_checkpoints_that_no_longer_parse_are_dropped_and_never_stop_claims(database_url: str) -> None:
+    """A row written by another version's models once failed every claim: dispatch stopped on every replica."""
+    store = _store(database_url)
+    stale, _ = store.enqueue(_link(), "Ev1")
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE jobs SET checkpoints_json = :bad WHERE id = :id"),
+            {"bad": '{"stage_a": {"x": 1}}', "id": stale},
+        )
+    job = store.claim_next(lease_seconds=60)
+    assert job is not None and job.id == stale and job.checkpoints is None

@@ -88,3 +88,16 @@ async def test_a_rate_limited_probe_closes_the_circuit(scripted: tuple[OpenAIUps
     assert refused.value.status_code == 429
     assert upstream.breaker.state == "closed"
     await upstream.aclose()
+
+
+async def test_a_probe_that_fails_before_it_is_sent_leaves_the_breaker_half_open(
+    scripted: tuple[OpenAIUpstream, str],
+) -> None:
+    """A malformed request raised while being adapted once left `probing` set: every call after was circuit_open."""
+    upstream, _ = await half_open(scripted[1])
+    with pytest.raises((TypeError, AttributeError)):
+        await upstream.open({"model": "gpt-4o-mini", "messages": HI, "stream": True, "stream_options": [1]})
+    assert upstream.breaker.state == "half_open"
+    (await upstream.open({"model": "gpt-4o-mini", "messages": HI})).raw.release()
+    assert upstream.breaker.state == "closed"
+    await upstream.aclose()

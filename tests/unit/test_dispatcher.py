@@ -1,6 +1,7 @@
 """The dispatcher survives a failing database, keeps short leases alive, and gives jobs back at shutdown."""
 
 import asyncio
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,36 @@ async def test_shutdown_gives_jobs_in_flight_back_at_once(tmp_path: Path) -> Non
     await dispatcher.stop()
     claimed = store.claim_next(lease_seconds=60)  # another replica, at once: no lease left to run out
     assert claimed is not None and claimed.id == job_id and claimed.attempts == 1
+
+
+async def test_a_job_claimed_while_stopping_is_given_back_not_handed_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim still in its thread when stop() ran once took a job no one handed off or gave back."""
+    composer = FakeComposer(hold=True)
+    store, dispatcher = make(tmp_path, composer)
+    claiming, proceed, claimed_in_thread = threading.Event(), threading.Event(), threading.Event()
+    real_claim = store.claim_next
+
+    def claim_when_stopping(lease_seconds: float):  # type: ignore[no-untyped-def]
+        claiming.set()
+        proceed.wait(10)
+        try:
+            return real_claim(lease_seconds)
+        finally:
+            claimed_in_thread.set()
+
+    monkeypatch.setattr(store, "claim_next", claim_when_stopping)
+    job_id = enqueue(store)
+    dispatcher.start()
+    await until(claiming.is_set, "a claim in its thread")
+    stopping = asyncio.create_task(dispatcher.stop())
+    asyncio.get_running_loop().call_soon(proceed.set)  # runs after stop() has begun
+    await stopping
+    await until(claimed_in_thread.is_set, "the claim in its thread to finish")
+    assert composer.calls == 0
+    claimed = real_claim(lease_seconds=60)  # another replica, at once
+    assert claimed is not None and claimed.id == job_id
 
 
 async def test_the_next_attempt_carries_the_checkpoints(tmp_path: Path) -> None:

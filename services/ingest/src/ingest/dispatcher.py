@@ -65,6 +65,9 @@ class Dispatcher:
         failures = 0
         while not self._stopping:
             await self._slots.acquire()
+            if self._stopping:
+                self._slots.release()
+                break
             try:
                 job = await asyncio.to_thread(self.store.claim_next, self.settings.lease_seconds)
             except Exception as exc:
@@ -90,12 +93,19 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatch_poll_seconds)
                 continue
+            if self._stopping:  # claimed while stop() ran: give it back, never start a hand-off no one awaits
+                self._slots.release()
+                await self._give_back(job)
+                break
             task = asyncio.create_task(self._dispatch(job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        """Stop claiming and give the jobs in flight back at once, so a rolling deploy delays none by a lease."""
+        """Stop claiming and give the jobs in flight back at once, so a rolling deploy delays none by a lease.
+
+        The claim loop is let finish rather than cancelled: a claim already running in its thread would otherwise
+        take a job whose result nobody reads, leaving it leased to no one until the lease ran out."""
         self._stopping = True
         self._stopped.set()
         self._wake.set()
@@ -103,8 +113,11 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loop), timeout=self.settings.lease_seconds)
+            except TimeoutError:  # a claim hung on the database: its job's lease runs out instead
+                self._loop.cancel()
+                await asyncio.gather(self._loop, return_exceptions=True)
 
     async def _dispatch(self, job: ClaimedJob) -> None:
         token = job_id_var.set(job.id)

@@ -1,12 +1,14 @@
 """The durable job store: every accepted link is a row until it ends as a reply or an outcome."""
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -31,6 +33,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ingest.slack_events import SharedLink
 from technoshare_common.db import make_engine
 from technoshare_common.schemas import ComposeResult, JobCheckpoints, JobState, JobView, Outcome
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -96,7 +100,15 @@ _NOW_SQL = {
 
 
 def _checkpoints(stored: str | None) -> JobCheckpoints | None:
-    return JobCheckpoints.model_validate_json(stored) if stored else None
+    """Checkpoints that no longer parse (written by another version's models) are dropped and the job composes
+    again: one such row must never fail every claim, which would stop dispatch on every replica."""
+    if not stored:
+        return None
+    try:
+        return JobCheckpoints.model_validate_json(stored)
+    except ValidationError as error:
+        log.warning("dropping checkpoints that no longer parse", extra={"errors": error.error_count()})
+        return None
 
 
 def _dt(epoch: float | None) -> datetime | None:

@@ -102,9 +102,10 @@ class Upstream:
 
     async def open(self, body: dict[str, Any]) -> UpstreamResponse:
         """Send one attempt; a stream's body is left open for the caller. Errors come back as GatewayError."""
-        self.breaker.before_call()
         stream = bool(body.get("stream"))
+        # Before the breaker counts a call: a request that cannot be adapted must not leave a probe unfinished.
         payload = adapt_request(body, self.config.kind, self._repeat_penalty)
+        self.breaker.before_call()
         try:
             response = await self.session.post(f"{self.base_url}/chat/completions", json=payload)
             content = b"" if stream and response.status < 400 else await response.read()
