@@ -75,7 +75,9 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
     assert len(llm_spans) >= 2 and all(span.span_type == "LLM" for span in llm_spans)
     assert {span.attributes["persona"] for span in llm_spans} == {"stage_a", "stage_b"}
     assert trace.info.token_usage["total_tokens"] == run.data.metrics["total_tokens"]
-    assert client.get_trace(trace_id).info.tags.get("job_id") == job["id"]
+    wait_until(  # a follow-up record: it may land after the spans
+        lambda: client.get_trace(trace_id).info.tags.get("job_id") == job["id"], timeout=60, what="the trace's job tag"
+    )
     # The job ran as an app version: a LoggedModel holding its configuration, linked from run and trace.
     model = client.get_logged_model(run.data.tags["app_version_id"])
     assert model.name == run.data.tags["app_version"]

@@ -56,10 +56,15 @@ def test_jobs_run_while_mlflow_is_down_land_in_it_when_it_is_back(tmp_path: Path
                     == 5
                 )
                 trace_id = run.data.tags["trace_id"]
-                trace = wait_until(
+                wait_until(
                     lambda trace_id=trace_id: _complete_trace(client, trace_id), timeout=120, what="the spooled trace"
                 )
-                assert trace.info.tags.get("job_id") == job["id"]
+                # The trace's tags and its link to the run are follow-up records: they land after its spans.
+                wait_until(
+                    lambda trace_id=trace_id, job=job: client.get_trace(trace_id).info.tags.get("job_id") == job["id"],
+                    timeout=120,
+                    what="the trace tagged with its job",
+                )
                 wait_until(
                     lambda trace_id=trace_id, run=run: (
                         client.get_trace(trace_id).info.tags.get("run_id") == run.info.run_id
