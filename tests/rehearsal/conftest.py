@@ -27,6 +27,7 @@ from tests.support.chart import HELM
 from tests.support.fake_slack import VALID_TOKEN, FakeSlack
 from tests.support.scripted_llm import ScriptedLLM
 from tests.support.servers import ROOT, free_port, serve_in_thread
+from tests.support.stack import IngestClient
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import sample_site
@@ -55,6 +56,7 @@ class Rehearsal:
     bucket: str
     images: dict[str, Any]
     workdir: Path
+    ingest: IngestClient
 
 
 SERVICE_PORTS = {"ingest": 3000, "retrieval": 8001, "llm-gateway": 8002, "composer": 8003, "poster": 8004}
@@ -199,8 +201,9 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
         release = Release(manifests, workdir)
         stack.callback(release.uninstall)
         release.install()
+        ingest = IngestClient(f"http://127.0.0.1:{SERVICE_PORTS['ingest']}", signing_secret, internal_token)
         rehearsal = Rehearsal(
-            release, manifests, slack, llm, signing_secret, internal_token, s3_endpoint, bucket, images, workdir
+            release, manifests, slack, llm, signing_secret, internal_token, s3_endpoint, bucket, images, workdir, ingest
         )
         yield rehearsal
         assert_no_refused_records(rehearsal)  # what the last test sent may have been refused after it ended

@@ -5,7 +5,6 @@ ServiceMonitors select, and `helm test`."""
 import json
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,16 +15,14 @@ import httpx
 import pytest
 import yaml
 from mlflow import MlflowClient
-from slack_sdk.signature import SignatureVerifier
 
 from tests.e2e.test_job_in_mlflow import _complete_trace, reaction_event
 from tests.rehearsal.conftest import S3_KEYS, VALUES, Rehearsal, assert_no_refused_records
 from tests.support.servers import ROOT, free_port, wait_until
-from tests.support.stack import CHANNEL, Stack
+from tests.support.stack import CHANNEL, IngestClient
 
 pytestmark = pytest.mark.rehearsal
 
-INGEST = "http://127.0.0.1:3000"
 MLFLOW = "http://127.0.0.1:5000"
 PUSHGATEWAY = "http://127.0.0.1:9091"
 ARXIV = "https://arxiv.org/abs/2106.09685"
@@ -42,33 +39,11 @@ def still_healthy(rehearsal: Rehearsal) -> Iterator[None]:
     assert_no_refused_records(rehearsal)
 
 
-def slack_event(rehearsal: Rehearsal, payload: dict[str, Any]) -> httpx.Response:
-    body = json.dumps(payload).encode()
-    ts = str(int(time.time()))
-    signature = SignatureVerifier(rehearsal.signing_secret).generate_signature(timestamp=ts, body=body)
-    headers = {"content-type": "application/json", "x-slack-request-timestamp": ts, "x-slack-signature": signature}
-    return httpx.post(f"{INGEST}/slack/events", content=body, headers=headers, timeout=10)
-
-
-def finished_job(rehearsal: Rehearsal, message_ts: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        response = httpx.get(
-            f"{INGEST}/v1/jobs",
-            params={"channel_id": CHANNEL, "message_ts": message_ts},
-            headers={"authorization": f"Bearer {rehearsal.internal_token}"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        jobs = response.json()["jobs"]
-        return jobs[0] if len(jobs) == 1 and jobs[0]["state"] == "done" else None
-
-    return wait_until(done, timeout=180, interval=0.5, what=f"the job of message {message_ts}")
-
-
 def post_link(rehearsal: Rehearsal, text: str) -> dict[str, Any]:
-    event = Stack.message_event(text)
-    assert slack_event(rehearsal, event).status_code == 200
-    return finished_job(rehearsal, event["event"]["ts"]) | {"message_ts": event["event"]["ts"]}
+    event = IngestClient.message_event(text)
+    assert rehearsal.ingest.slack_request(event).status_code == 200
+    [job] = rehearsal.ingest.wait_jobs_done(event["event"]["ts"], 1, timeout=180)
+    return job | {"message_ts": event["event"]["ts"]}
 
 
 def test_every_container_runs_as_the_chart_says(rehearsal: Rehearsal) -> None:
@@ -246,7 +221,7 @@ def test_prometheus_scrapes_what_the_servicemonitors_select_and_every_dashboard_
 
         good = post_link(rehearsal, f"<{ARXIV}>")
         assert good["outcome"] == "success", good
-        assert slack_event(rehearsal, reaction_event(good["slack_message_ts"], "+1")).status_code == 200
+        assert rehearsal.ingest.slack_request(reaction_event(good["slack_message_ts"], "+1")).status_code == 200
         assert post_link(rehearsal, f"<{ARXIV}> break-the-gates")["outcome"] == "gate_failed"
         queries = [
             (panel["title"], target["expr"])

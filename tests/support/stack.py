@@ -22,56 +22,18 @@ import sample_site
 CHANNEL = "C0TESTCHAN"
 
 
-class Stack:
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
-        self.workdir = workdir
-        self.extra_env = env or {}
-        self.signing_secret = secrets.token_hex(16)
-        self.token = secrets.token_hex(16)
-        self.slack = FakeSlack()
-        self.llm = ScriptedLLM()
-        self._exit = ExitStack()
-        self.services: dict[str, ServiceProcess] = {}
+class IngestClient:
+    """Slack's side of ingest (signed events) and an operator's (its jobs), for a Stack's processes or the
+    rehearsal's containers."""
 
-    def __enter__(self) -> "Stack":
-        slack_url = self._exit.enter_context(serve_in_thread(self.slack.app))
-        llm_url = self._exit.enter_context(serve_in_thread(self.llm.app))
-        samples_url = self._exit.enter_context(serve_in_thread(sample_site.app))
-        ports = {name: free_port() for name in ("ingest", "retrieval", "llm_gateway", "composer", "poster")}
-        env = {
-            "SLACK_SIGNING_SECRET": self.signing_secret,
-            "TECHNOSHARE_INTERNAL_TOKEN": self.token,
-            "SLACK_BOT_TOKEN": VALID_TOKEN,
-            "SLACK_API_URL": f"{slack_url}/api/",
-            "LLM_UPSTREAM_BASE_URL": f"{llm_url}/v1",
-            "OPENAI_API_KEY": "sk-test-upstream",
-            "STAGE_A_MODEL": "scripted",
-            "STAGE_B_MODEL": "scripted",
-            "ARXIV_API_URL": f"{samples_url}/arxiv/api/query",
-            "GITHUB_API_URL": f"{samples_url}/github",
-            "RETRIEVAL_ALLOWED_HOSTS": "127.0.0.1",
-            "JOB_STORE_DATABASE_URL": f"sqlite:///{self.workdir / 'jobs.db'}",
-            "POSTER_DATABASE_URL": f"sqlite:///{self.workdir / 'poster.db'}",
-            "DISPATCH_POLL_SECONDS": "0.2",
-            "JOB_RETRY_BASE_SECONDS": "0.5",
-            "LLM_UPSTREAM_MAX_RETRIES": "0",
-            **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
-            **self.extra_env,
-        }
-        self.samples_url = samples_url
-        for name in ("retrieval", "llm_gateway", "poster", "composer", "ingest"):
-            service = ServiceProcess(name, ports[name], env, self.workdir)
-            self.services[name] = service
-            self._exit.callback(service.stop)
-            service.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._exit.close()
+    def __init__(self, ingest_url: str, signing_secret: str, token: str) -> None:
+        self._ingest_url = ingest_url
+        self.signing_secret = signing_secret
+        self.token = token
 
     @property
     def ingest_url(self) -> str:
-        return self.services["ingest"].url
+        return self._ingest_url
 
     def slack_request(
         self,
@@ -129,3 +91,54 @@ class Stack:
             return jobs if len(jobs) == count and all(j["state"] == "done" for j in jobs) else None
 
         return wait_until(done, timeout=timeout, interval=0.2, what=f"{count} finished job(s) for {message_ts}")
+
+
+class Stack(IngestClient):
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__("", secrets.token_hex(16), secrets.token_hex(16))
+        self.workdir = workdir
+        self.extra_env = env or {}
+        self.slack = FakeSlack()
+        self.llm = ScriptedLLM()
+        self._exit = ExitStack()
+        self.services: dict[str, ServiceProcess] = {}
+
+    def __enter__(self) -> "Stack":
+        slack_url = self._exit.enter_context(serve_in_thread(self.slack.app))
+        llm_url = self._exit.enter_context(serve_in_thread(self.llm.app))
+        samples_url = self._exit.enter_context(serve_in_thread(sample_site.app))
+        ports = {name: free_port() for name in ("ingest", "retrieval", "llm_gateway", "composer", "poster")}
+        env = {
+            "SLACK_SIGNING_SECRET": self.signing_secret,
+            "TECHNOSHARE_INTERNAL_TOKEN": self.token,
+            "SLACK_BOT_TOKEN": VALID_TOKEN,
+            "SLACK_API_URL": f"{slack_url}/api/",
+            "LLM_UPSTREAM_BASE_URL": f"{llm_url}/v1",
+            "OPENAI_API_KEY": "sk-test-upstream",
+            "STAGE_A_MODEL": "scripted",
+            "STAGE_B_MODEL": "scripted",
+            "ARXIV_API_URL": f"{samples_url}/arxiv/api/query",
+            "GITHUB_API_URL": f"{samples_url}/github",
+            "RETRIEVAL_ALLOWED_HOSTS": "127.0.0.1",
+            "JOB_STORE_DATABASE_URL": f"sqlite:///{self.workdir / 'jobs.db'}",
+            "POSTER_DATABASE_URL": f"sqlite:///{self.workdir / 'poster.db'}",
+            "DISPATCH_POLL_SECONDS": "0.2",
+            "JOB_RETRY_BASE_SECONDS": "0.5",
+            "LLM_UPSTREAM_MAX_RETRIES": "0",
+            **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
+            **self.extra_env,
+        }
+        self.samples_url = samples_url
+        for name in ("retrieval", "llm_gateway", "poster", "composer", "ingest"):
+            service = ServiceProcess(name, ports[name], env, self.workdir)
+            self.services[name] = service
+            self._exit.callback(service.stop)
+            service.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    @property
+    def ingest_url(self) -> str:
+        return self.services["ingest"].url
