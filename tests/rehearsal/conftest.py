@@ -50,8 +50,6 @@ class Rehearsal:
     manifests: Manifests
     slack: FakeSlack
     llm: ScriptedLLM
-    signing_secret: str
-    internal_token: str
     s3_endpoint: str
     bucket: str
     images: dict[str, Any]
@@ -202,8 +200,6 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
         stack.callback(release.uninstall)
         release.install()
         ingest = IngestClient(f"http://127.0.0.1:{SERVICE_PORTS['ingest']}", signing_secret, internal_token)
-        rehearsal = Rehearsal(
-            release, manifests, slack, llm, signing_secret, internal_token, s3_endpoint, bucket, images, workdir, ingest
-        )
+        rehearsal = Rehearsal(release, manifests, slack, llm, s3_endpoint, bucket, images, workdir, ingest)
         yield rehearsal
         assert_no_refused_records(rehearsal)  # what the last test sent may have been refused after it ended
