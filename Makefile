@@ -43,13 +43,14 @@ down:
 run: up
 	$(PY) scripts/run_job.py $(if $(URL),--url $(URL))
 
-# The evaluation suite against the local stack; EVAL_ARGS passes options (e.g. EVAL_ARGS="--limit 5").
+# The evaluation suite (technoshare-eval) in the local stack's environment; EVAL_ARGS passes options
+# (e.g. EVAL_ARGS="--limit 5").
 eval: up
-	$(PY) scripts/run_eval.py --local-stack $(EVAL_ARGS)
+	$(PY) scripts/stack.py exec .venv/bin/technoshare-eval $(EVAL_ARGS)
 
 # Evaluates the prompts at @candidate against @prod and moves @prod only if the candidate passes without regressing.
 promote: up
-	$(PY) scripts/run_eval.py --local-stack --alias candidate --promote $(EVAL_ARGS)
+	$(PY) scripts/stack.py exec .venv/bin/technoshare-eval --alias candidate --promote $(EVAL_ARGS)
 
 # The references generated from the code: docs/configuration.md, docs/chart-values.md and docs/metrics.md
 # (tests/unit/test_generated_docs.py fails when a checked-in one drifts).

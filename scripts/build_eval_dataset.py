@@ -11,14 +11,13 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+import sample_site  # scripts/, on the path as this script's own folder
+from local_server import serve_in_thread
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import sample_site  # noqa: E402
-from local_server import serve_in_thread  # noqa: E402
 
 # (sample id, the team's project theme a good reply leads with, tags, the Slack message)
 EXAMPLES: list[tuple[str, str, list[str], str]] = [
@@ -57,6 +56,7 @@ def relabel(evidence: dict[str, Any], local: str, real: str) -> dict[str, Any]:
 async def build(site: str) -> list[dict[str, Any]]:
     os.environ |= {
         "ARXIV_API_URL": f"{site}/arxiv/api/query",
+        "ARXIV_HTML_URL": f"{site}/arxiv/html",
         "GITHUB_API_URL": f"{site}/github",
         "RETRIEVAL_ALLOWED_HOSTS": "127.0.0.1",
     }

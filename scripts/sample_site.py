@@ -1,4 +1,4 @@
-"""A local stand-in for arXiv's export API, GitHub's REST API and a few web pages, serving the real
+"""A local stand-in for arXiv's export API and HTML, GitHub's REST API and a few web pages, serving the real
 documents bundled in data/samples/, so the embedded default and the tests run offline.
 
     python scripts/sample_site.py --port 8010
@@ -54,6 +54,67 @@ def atom_feed(papers: list[dict[str, Any]]) -> str:
     )
 
 
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)(?:\s*\{[^}]*\})?\s*$")
+_MD_INLINE = (
+    (re.compile(r"`([^`]+)`"), lambda m: f"<code>{html.escape(m.group(1))}</code>"),
+    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>'),
+    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), lambda m: f"<a>{m.group(1)}</a>"),  # a reference link
+    (re.compile(r"\*\*([^*]+)\*\*"), lambda m: f"<strong>{m.group(1)}</strong>"),
+    (re.compile(r"(?<![\w*])[*_]([^*_\s][^*_]*)[*_](?![\w*])"), lambda m: f"<em>{m.group(1)}</em>"),
+)
+
+
+def render_markdown(markdown: str) -> str:
+    """A web sample's Markdown as the HTML its site serves: headings, paragraphs, lists and code blocks."""
+    parts: list[str] = []
+    paragraph: list[str] = []
+    items: list[str] = []
+    code: list[str] | None = None
+
+    def inline(text: str) -> str:
+        for pattern, replacement in _MD_INLINE:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def flush() -> None:
+        if paragraph:
+            parts.append(f"<p>{inline(' '.join(paragraph))}</p>")
+        if items:
+            parts.append("<ul>" + "".join(f"<li>{inline(item)}</li>" for item in items) + "</ul>")
+        paragraph.clear()
+        items.clear()
+
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        if code is not None:
+            if stripped.startswith("```"):
+                parts.append(f"<pre><code>{html.escape(chr(10).join(code))}</code></pre>")
+                code = None
+            else:
+                code.append(line)
+        elif stripped.startswith("```"):
+            flush()
+            code = []
+        elif heading := _MD_HEADING.match(line):
+            flush()
+            level = len(heading.group(1))
+            parts.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
+        elif not stripped or line.startswith(("///", "!!!")):  # blank, or an admonition's fence
+            flush()
+        elif re.match(r"^\[[^\]]+\]:\s", stripped):  # a link reference definition
+            continue
+        elif stripped.startswith(("- ", "* ")):
+            if paragraph:
+                flush()
+            items.append(stripped[2:])
+        elif items:
+            items[-1] += " " + stripped
+        else:
+            paragraph.append(stripped)
+    flush()
+    return "\n".join(parts)
+
+
 def readme(owner: str, repo: str) -> tuple[dict[str, Any], str]:
     entry = entries("github").get(f"{owner}/{repo}")
     if entry is None:
@@ -75,10 +136,17 @@ def arxiv_query(id_list: str = "", search_query: str = "", max_results: int = Qu
     return Response(atom_feed(papers[:max_results]), media_type=ATOM_TYPE)
 
 
+@app.get("/arxiv/html/{arxiv_id:path}")
+def arxiv_html(arxiv_id: str) -> Response:
+    """The samples hold abstracts only: arXiv's answer for a paper without an HTML full text."""
+    raise HTTPException(404, detail=f"No HTML for '{arxiv_id}'")
+
+
 @app.get("/github/repos/{owner}/{repo}")
 def github_repo(owner: str, repo: str) -> JSONResponse:
     entry, text = readme(owner, repo)
-    first_paragraph = next((line.strip() for line in text.splitlines() if len(line.strip()) > 40), "")
+    prose = (line.strip() for line in re.sub(r"<!--.*?-->", "", text, flags=re.S).splitlines())
+    first_paragraph = next((line for line in prose if len(line) > 40 and not line.startswith(tuple("<[!#|`*"))), "")
     return JSONResponse(
         {
             "full_name": f"{owner}/{repo}",
@@ -104,11 +172,10 @@ def web_page(name: str) -> HTMLResponse:
     if not path.is_file():
         raise HTTPException(404)
     title, _source, *body = path.read_text().splitlines()
-    paragraphs = "\n".join(f"<p>{html.escape(p)}</p>" for p in "\n".join(body).split("\n\n") if p.strip())
     return HTMLResponse(
         f"<!doctype html><html><head><title>{html.escape(title.lstrip('# '))}</title></head>"
-        f"<body><nav>Home | Docs | Blog</nav><article><h1>{html.escape(title.lstrip('# '))}</h1>{paragraphs}"
-        "</article><footer>Sample page served locally</footer></body></html>"
+        f"<body><nav>Home | Docs | Blog</nav><article><h1>{html.escape(title.lstrip('# '))}</h1>"
+        f"{render_markdown(chr(10).join(body))}</article><footer>Sample page served locally</footer></body></html>"
     )
 
 

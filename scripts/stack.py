@@ -3,6 +3,7 @@
     python scripts/stack.py up      # start what is not running, wait until every /readyz answers
     python scripts/stack.py down    # stop everything this script started
     python scripts/stack.py env     # print the environment the services get
+    python scripts/stack.py exec .venv/bin/technoshare-eval --limit 5   # a command with that environment
 
 Without OPENAI_API_KEY the bundled SmolLM2-135M-Instruct model answers through llama.cpp; without
 SLACK_BOT_TOKEN poster is a dry run. MLflow runs on :5000 (SQLite .run/mlflow.db, artifacts in
@@ -81,6 +82,7 @@ def service_env() -> dict[str, str]:
     if os.environ.get("SAMPLES", "1") == "1":
         env |= {
             "ARXIV_API_URL": "http://127.0.0.1:8010/arxiv/api/query",
+            "ARXIV_HTML_URL": "http://127.0.0.1:8010/arxiv/html",
             "GITHUB_API_URL": "http://127.0.0.1:8010/github",
             "RETRIEVAL_ALLOWED_HOSTS": "127.0.0.1",
         }
@@ -209,11 +211,8 @@ def up() -> None:
         print(f"  {process.name:<12} ready   {process.ready_url.rsplit('/', 1)[0]}")
         if process.name == "mlflow":
             # Register the YAML prompts (a new version only when they changed); composer loads @prod.
-            subprocess.run(
-                [str(BIN / "python"), str(ROOT / "scripts" / "sync_prompts.py"), "--tracking-uri", MLFLOW_URL],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+            sync = [str(BIN / "technoshare-sync-prompts"), "--tracking-uri", MLFLOW_URL]
+            subprocess.run(sync, check=True, stdout=subprocess.DEVNULL)
     print(f"stack ready in {time.monotonic() - started:.1f}s (logs in {RUN / 'logs'})")
 
 
@@ -238,14 +237,25 @@ def processes_for_down() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.pid")) if folder.exists() else []
 
 
+def run_with_env(command: list[str]) -> None:
+    """Replaces this process with `command` in the services' environment (make eval): what the caller exported
+    wins over the stack's defaults, so an eval can point at another model or MLflow."""
+    if not command:
+        raise SystemExit("exec needs a command, e.g. exec .venv/bin/technoshare-eval")
+    os.execvpe(command[0], command, service_env() | dict(os.environ))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "env"])
+    parser.add_argument("command", choices=["up", "down", "env", "exec"])
+    parser.add_argument("argv", nargs=argparse.REMAINDER, help="exec: the command and its arguments")
     args = parser.parse_args()
     if args.command == "up":
         up()
     elif args.command == "down":
         down()
+    elif args.command == "exec":
+        run_with_env(args.argv)
     else:
         for key, value in sorted(service_env().items()):
             shown = "***" if any(s in key for s in ("SECRET", "TOKEN", "KEY")) else value

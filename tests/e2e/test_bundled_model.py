@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from composer.evaluation.runner import build_pipeline
 from composer.settings import ComposerSettings
+from evaluation.runner import build_pipeline
 from llm_gateway.main import build_app
 from llm_gateway.settings import GatewaySettings
 from technoshare_common.schemas import Coverage, Evidence, Outcome, Snippet, Source

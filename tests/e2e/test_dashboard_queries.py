@@ -12,8 +12,8 @@ import httpx
 import pytest
 import yaml
 
-from composer.evaluation.runner import EvalSummary, ExampleResult, push_to_prometheus
-from composer.evaluation.scorers import HARD_SCORERS
+from evaluation.runner import EvalSummary, ExampleResult, push_to_prometheus
+from evaluation.scorers import HARD_SCORERS
 from tests.e2e.test_job_in_mlflow import reaction_event
 from tests.support.servers import ROOT, free_port, wait_until
 from tests.support.stack import Stack

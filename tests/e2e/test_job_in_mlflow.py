@@ -52,6 +52,11 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
             what="the reaction as feedback",
         )
         metrics = httpx.get(f"{stack.ingest_url}/metrics").text
+        # The evidence composer worked from, as checkpointed on the job: what the retrieval span must count.
+        view = httpx.get(
+            f"{stack.ingest_url}/v1/jobs/{job['id']}", headers={"authorization": f"Bearer {stack.token}"}, timeout=10
+        ).json()
+    snippets = view["checkpoints"]["evidence"]["snippets"]
     assert run.data.tags["channel_id"] == CHANNEL
     assert run.data.tags["domain"] == "arxiv.org" and run.data.tags["adapter_name"] == "ArxivAdapter"
     assert run.data.tags["prompt_version.stage_a_extract_facts"]
@@ -66,7 +71,8 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
     assert spans["composer.run_job"].attributes["job_id"] == job["id"]
     retrieval = spans["retrieval.fetch_evidence"]
     assert retrieval.span_type == "RETRIEVER" and retrieval.attributes["adapter"] == "ArxivAdapter"
-    assert retrieval.attributes["coverage"] and retrieval.attributes["snippet_count"] >= 0
+    assert retrieval.attributes["coverage"] == view["checkpoints"]["evidence"]["coverage"]
+    assert retrieval.attributes["snippet_count"] == len(snippets) > 0
     assert spans["stage_a.run"].span_type == "LLM" and "tool_calls" in spans["stage_a.run"].attributes
     assert spans["quality_gates.validate"].attributes["gate_pass_rate"] == 1.0
     assert "slack.post_message" in spans and "poster POST /v1/replies" in spans

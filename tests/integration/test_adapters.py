@@ -1,18 +1,14 @@
 """The adapters against local servers speaking arXiv's export API, GitHub's REST API and HTML."""
 
-import sys
-
 import pytest
 
 from retrieval.adapters.arxiv import arxiv_id
 from retrieval.adapters.github import repository
 from retrieval.service import RetrievalService
 from retrieval.settings import RetrievalSettings
+from scripts import sample_site
 from technoshare_common.schemas import Coverage, SearchRequest
-from tests.support.servers import ROOT, serve_in_thread
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import sample_site
+from tests.support.servers import serve_in_thread
 
 
 @pytest.fixture(scope="module")

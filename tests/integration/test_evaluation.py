@@ -1,6 +1,7 @@
-"""The evaluation suite end to end: scripts/run_eval.py against a real MLflow server (prompt registry,
-mlflow.genai.evaluate, experiment technoshare_eval, app versions), with llm-gateway in front of a scripted
-OpenAI-protocol upstream. A candidate prompt that breaks the gates is refused; one that does not is promoted.
+"""The evaluation suite end to end: the technoshare-eval console script against a real MLflow server (prompt
+registry, mlflow.genai.evaluate, experiment technoshare_eval, app versions), with llm-gateway in front of a scripted
+OpenAI-protocol upstream. A candidate prompt that breaks the gates is refused; one that does not is promoted; a
+recorded bad reply the gates accept fails the run.
 """
 
 import dataclasses
@@ -15,21 +16,37 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from composer.evaluation.dataset import load_dataset
+from composer.gates import GATE_NAMES
 from composer.prompts import PromptRegistry, load_local_prompts
 from llm_gateway.main import build_app
 from llm_gateway.settings import GatewaySettings
 from technoshare_common.settings import REPO_DATA_DIR
-from tests.support.scripted_llm import ScriptedLLM
+from tests.support.scripted_llm import ScriptedLLM, recorded_good_replies
 from tests.support.servers import ROOT, ServiceProcess, free_port, serve_in_thread, wait_until
 
-EXAMPLES = 3
 STAGE_B = "stage_b_compose_reply"
+# Examples whose recorded good reply (data/eval_replies.json) every gate accepts: the scripted upstream answers
+# Stage B with it, so the prompts at @prod pass them all.
+EXAMPLE_IDS = ("arxiv-2106-09685", "arxiv-2305-14314", "arxiv-2006-11239")
+EXAMPLES = len(EXAMPLE_IDS)
+RECORDED = json.loads((REPO_DATA_DIR / "eval_replies.json").read_text())["entries"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real dataset with EXAMPLE_IDS first, which --limit then picks (every example stays, for the recorded
+    replies of the others)."""
+    data = json.loads((REPO_DATA_DIR / "eval_dataset.json").read_text())
+    data["examples"].sort(key=lambda example: example["id"] not in EXAMPLE_IDS)
+    assert [example["id"] for example in data["examples"][:EXAMPLES]] == list(EXAMPLE_IDS)
+    path = tmp_path_factory.mktemp("dataset") / "eval_dataset.json"
+    path.write_text(json.dumps(data))
+    return path
 
 
 @pytest.fixture(scope="module")
 def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serve_in_thread(ScriptedLLM().app) as upstream:
+    with serve_in_thread(ScriptedLLM(replies=recorded_good_replies(EXAMPLE_IDS)).app) as upstream:
         spend = tmp_path_factory.mktemp("spend") / "spend.db"
         settings = GatewaySettings(
             LLM_UPSTREAM_BASE_URL=f"{upstream}/v1",
@@ -41,7 +58,7 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def run_eval(
-    mlflow_server: str, gateway_url: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    mlflow_server: str, gateway_url: str, tmp_path: Path, dataset: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = (
         os.environ
@@ -53,8 +70,8 @@ def run_eval(
             "STAGE_B_MODEL": "scripted",
         }
     )
-    command = [sys.executable, str(ROOT / "scripts" / "run_eval.py"), "--limit", str(EXAMPLES)]
-    command += ["--output", str(tmp_path / "eval_results.json"), *args]
+    command = [str(Path(sys.executable).parent / "technoshare-eval"), "--limit", str(EXAMPLES)]
+    command += ["--dataset", str(dataset), "--output", str(tmp_path / "eval_results.json"), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -71,25 +88,26 @@ def register(registry: PromptRegistry, alias: str, extra_system: str = "") -> di
 
 
 def test_a_regressing_candidate_is_refused_and_a_good_one_is_promoted(
-    mlflow_server: str, gateway_url: str, tmp_path: Path
+    mlflow_server: str, gateway_url: str, dataset: Path, tmp_path: Path
 ) -> None:
     registry = PromptRegistry(mlflow_server)
     prod = register(registry, "prod")
     register(registry, "candidate", "Keep every sentence short. break-the-gates")
 
-    refused = run_eval(mlflow_server, gateway_url, tmp_path, "--alias", "candidate", "--promote")
+    refused = run_eval(mlflow_server, gateway_url, tmp_path, dataset, "--alias", "candidate", "--promote")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "FAIL" in refused.stdout and "regressed" in refused.stdout and "not promoting" in refused.stdout
     assert registry.alias_version(STAGE_B, "prod") == prod[STAGE_B]
     document = json.loads((tmp_path / "eval_results.json").read_text())
     assert document["alias"] == "candidate" and document["overall_pass_rate"] == 0.0
+    assert document["structural_pass_rate"] == 0.0 and document["pass_rates"]["slack_formatting"] == 0.0
     assert document["comparison"]["baseline_pass_rate"] == 1.0 and document["comparison"]["regressed"]
     assert len(document["comparison"]["regressed_examples"]) == EXAMPLES
     failing = document["examples"][0]
     assert failing["scores"]["slack_formatting"] == 0.0 and "bold" in failing["rationales"]["slack_formatting"]
 
     good = register(registry, "candidate", "Keep every sentence short.")
-    promoted = run_eval(mlflow_server, gateway_url, tmp_path, "--alias", "candidate", "--promote")
+    promoted = run_eval(mlflow_server, gateway_url, tmp_path, dataset, "--alias", "candidate", "--promote")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert f"promoted {STAGE_B}: @prod -> version {good[STAGE_B]}" in promoted.stdout
     assert registry.alias_version(STAGE_B, "prod") == good[STAGE_B]
@@ -107,9 +125,16 @@ def test_a_regressing_candidate_is_refused_and_a_good_one_is_promoted(
     assert metrics["overall_pass_rate"] == 1.0 and metrics["total_examples"] == EXAMPLES
     assert metrics["passed_examples"] == EXAMPLES and metrics["failed_examples"] == 0
     assert metrics["pass_rate_delta"] == 0.0 and run.data.tags["regressed"] == "false"
-    first = load_dataset(REPO_DATA_DIR / "eval_dataset.json").examples[0].id
-    assert metrics[f"{first}_schema_validity"] == 1.0 and 0.0 <= metrics[f"{first}_grounding"] <= 1.0
-    assert metrics[f"{first}_relevance"] in (0.0, 0.5, 1.0)
+    # Every gate, the content gates with the structural ones, and relevance, each with its pass rate.
+    assert metrics["gates_pass_rate"] == 1.0 and metrics["structural_pass_rate"] == 1.0
+    assert {f"{name}_pass_rate" for name in (*GATE_NAMES, "relevance")} <= set(metrics)
+    assert {metrics[f"{name}_pass_rate"] for name in (*GATE_NAMES, "relevance")} == {1.0}
+    # Every sentence passed the grounded gate, so the mean support reaches its threshold (GATE_MIN_SUPPORT 0.5).
+    first = EXAMPLE_IDS[0]
+    assert 0.5 <= metrics[f"{first}_grounding"] <= 1.0 and 0.5 <= metrics["grounding_mean"] <= 1.0
+    assert metrics[f"{first}_schema_validity"] == 1.0 and metrics[f"{first}_relevance"] == 1.0
+    bad = sum(entry["label"] == "bad" for entry in RECORDED)
+    assert metrics["negatives_refused"] == 1.0 and metrics["negatives_total"] == bad
     assert {artifact.path for artifact in client.list_artifacts(run.info.run_id)} >= {"eval_results.json"}
 
     # The run and its traces link to the app version, a LoggedModel holding the configuration.
@@ -120,16 +145,38 @@ def test_a_regressing_candidate_is_refused_and_a_good_one_is_promoted(
     assert len(traces) >= EXAMPLES
 
 
-def test_a_bad_dataset_is_a_clear_error(mlflow_server: str, gateway_url: str, tmp_path: Path) -> None:
+def test_a_bad_dataset_is_a_clear_error(mlflow_server: str, gateway_url: str, dataset: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"examples": [{"id": "x", "url": "https://example.com"}]}))
-    result = run_eval(mlflow_server, gateway_url, tmp_path, "--dataset", str(broken))
+    result = run_eval(mlflow_server, gateway_url, tmp_path, dataset, "--dataset", str(broken))
     assert result.returncode == 2
     assert "is not a valid evaluation dataset" in result.stderr and "slack_text" in result.stderr
 
 
+def test_a_recorded_bad_reply_the_gates_accept_fails_the_run(
+    mlflow_server: str, gateway_url: str, dataset: Path, tmp_path: Path
+) -> None:
+    """A bad reply that no gate refuses fails the run like a regression, though every example passes."""
+    register(PromptRegistry(mlflow_server), "prod")
+    good = next(e for e in RECORDED if e["label"] == "good" and e["example_id"] == EXAMPLE_IDS[0])
+    mislabelled = good | {"label": "bad", "fails": ["grounded"], "note": "the good reply, labelled bad"}
+    replies = tmp_path / "eval_replies.json"
+    replies.write_text(json.dumps({"entries": [*RECORDED, mislabelled]}))
+
+    result = run_eval(mlflow_server, gateway_url, tmp_path, dataset, "--limit", "1", "--replies", str(replies))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL: the gates accept recorded bad replies" in result.stdout and EXAMPLE_IDS[0] in result.stdout
+    document = json.loads((tmp_path / "eval_results.json").read_text())
+    assert document["overall_pass_rate"] == 1.0
+    negatives = document["negatives"]
+    assert negatives["negatives_accepted"] == 1 and negatives["negatives_refused"] < 1.0
+    assert [(e["example_id"], e["should_fail"]) for e in negatives["accepted_bad_replies"]] == [
+        (EXAMPLE_IDS[0], ["grounded"])
+    ]
+
+
 def test_the_cronjob_mode_composes_through_composer_and_pushes_the_pass_rate(
-    mlflow_server: str, gateway_url: str, tmp_path: Path
+    mlflow_server: str, gateway_url: str, dataset: Path, tmp_path: Path
 ) -> None:
     """What the chart's eval CronJob runs: composer's /v1/compose (dry run) and a real Pushgateway."""
     register(PromptRegistry(mlflow_server), "prod")
@@ -161,6 +208,7 @@ def test_the_cronjob_mode_composes_through_composer_and_pushes_the_pass_rate(
             mlflow_server,
             gateway_url,
             tmp_path,
+            dataset,
             "--composer-url",
             composer.url,
             "--pushgateway",

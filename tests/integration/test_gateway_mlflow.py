@@ -1,11 +1,13 @@
 """The gateway's calls in MLflow: an LLM span in the caller's trace, optional per-call runs, and no harm when down."""
 
 import datetime as dt
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import openai
 import pytest
@@ -15,6 +17,7 @@ from mlflow.tracing.distributed import get_tracing_context_headers_for_http_requ
 from llm_gateway.client import achat_with_tracking
 from llm_gateway.gateway import SPAN_NAME, Gateway
 from llm_gateway.settings import GatewaySettings
+from tests.support.mlflow_server import MlflowServer
 from tests.support.openai_upstream import OpenAIUpstream
 from tests.support.servers import ServiceProcess, free_port, serve_in_thread, wait_until
 
@@ -27,7 +30,7 @@ def upstream_url() -> Iterator[str]:
         yield url
 
 
-def start_gateway_process(upstream_url: str, tmp_path: Path, tracking_uri: str) -> ServiceProcess:
+def start_gateway_process(upstream_url: str, tmp_path: Path, tracking_uri: str, **env: str) -> ServiceProcess:
     process = ServiceProcess(
         "llm_gateway",
         free_port(),
@@ -36,6 +39,7 @@ def start_gateway_process(upstream_url: str, tmp_path: Path, tracking_uri: str) 
             "OPENAI_API_KEY": "sk-upstream-secret",
             "MLFLOW_TRACKING_URI": tracking_uri,
             "TECHNOSHARE_INTERNAL_TOKEN": "t",
+            **env,
         },
         tmp_path,
     )
@@ -120,19 +124,51 @@ async def test_per_call_runs_follow_the_established_schema(upstream_url: str, ml
     assert run.data.metrics["latency_ms"] > 0
 
 
-@pytest.mark.slow  # MLflow's client retries the dead server before the warning the test waits for
-def test_calls_go_on_when_mlflow_is_unreachable(upstream_url: str, tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
-    gateway = start_gateway_process(upstream_url, tmp_path, dead)
+@pytest.mark.mlflow
+@pytest.mark.slow  # an MLflow server of its own, stopped and started again
+def test_calls_go_on_while_mlflow_is_down_and_their_spans_land_once_it_is_back(
+    upstream_url: str, tmp_path: Path
+) -> None:
+    """Tracing must be on before MLflow goes away: a gateway that never reached MLflow records no span at all,
+    and its spool (the path under test) would never be used."""
+    server = MlflowServer(tmp_path / "mlflow")
+    server.start()
+    gateway = start_gateway_process(upstream_url, tmp_path, server.url, MLFLOW_SPOOL_DIR=str(tmp_path / "spool"))
     try:
-        wait_until(lambda: "MLflow is unavailable" in gateway.log_path.read_text(), timeout=60, what="the warning")
+        wait_until(lambda: "MLflow tracing on" in gateway.log_path.read_text(), timeout=60, what="gateway tracing")
+        server.stop()
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="t", max_retries=0)
-        start = time.perf_counter()
+        durations = []
         for _ in range(5):
+            start = time.perf_counter()
             completion = client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "x"}],
+                extra_headers={"X-Job-Id": "job-during-outage"},
             )
+            durations.append(time.perf_counter() - start)
             assert completion.usage is not None and completion.usage.total_tokens == 2306
-        assert time.perf_counter() - start < 2.0
+        # Nothing waits on MLflow: a span sent from the call itself would wait out the client's retries toward the
+        # dead server (MLFLOW_HTTP_REQUEST_MAX_RETRIES=2 backs off 4 s or more).
+        assert max(durations) < 3.5, durations
+        wait_until(lambda: spooled(gateway) >= 5, timeout=60, what="the calls' spans in the spool")
+        assert "MLflow is unavailable; spans and traces wait in the spool" in gateway.log_path.read_text()
+
+        server.start()
+        wait_until(lambda: spooled(gateway) == 0, timeout=120, interval=0.5, what="the spool to drain")
+        tracking = MlflowClient(server.url)
+        experiment = tracking.get_experiment_by_name("technoshare_commentator")
+        assert experiment is not None
+        traces = tracking.search_traces(locations=[experiment.experiment_id], max_results=50)
     finally:
         gateway.stop()
+        server.stop()
+    spans = [span for trace in traces for span in trace.data.spans if span.name == SPAN_NAME]
+    assert len(spans) == 5 and {span.attributes["job_id"] for span in spans} == {"job-during-outage"}
+
+
+def spooled(gateway: ServiceProcess) -> float:
+    """The gateway's spans and traces waiting in its spool for MLflow."""
+    metrics = httpx.get(f"{gateway.url}/metrics", timeout=5).text
+    found = re.findall(r'technoshare_mlflow_spool_backlog\{kind="trace"\} ([0-9.]+)', metrics)
+    return float(found[0]) if found else 0.0

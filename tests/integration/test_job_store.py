@@ -1,13 +1,15 @@
 """The durable job store on SQLite and on a real PostgreSQL server."""
 
+import contextlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from ingest.slack_events import SharedLink
-from ingest.store import JobStore
+from ingest.store import JobStore, StaleAttempt
 from technoshare_common.schemas import ComposeResult, JobCheckpoints, JobState, Outcome, StageACheckpoint
 from tests.support.jobs import arxiv_job
 from tests.support.servers import wait_until
@@ -188,3 +190,74 @@ def test_checkpoints_that_no_longer_parse_are_dropped_and_never_stop_claims(data
         )
     job = store.claim_next(lease_seconds=60)
     assert job is not None and job.id == stale and job.checkpoints is None
+
+
+def test_a_finished_job_is_timed_on_the_database_clock(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """finished_at once came from the replica's clock: an hour-slow replica put jobs' ends before their starts."""
+    store = _store(database_url)
+    done_id, _ = store.enqueue(_link(), "Ev1")
+    failed_id, _ = store.enqueue(_link("https://github.com/pallets/flask"), "Ev1")
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # this replica's clock is an hour behind
+    for job_id in (done_id, failed_id):
+        job = store.claim_next(lease_seconds=60)
+        assert job is not None and job.id == job_id
+        if job_id == done_id:
+            assert store.complete(job, ComposeResult(job_id=job_id, url=job.url, outcome=Outcome.success))
+        else:
+            assert store.fail(job, "gave up")
+    monkeypatch.setattr(time, "time", real_time)
+    for job_id in (done_id, failed_id):
+        view = store.get(job_id)
+        assert view is not None and view.started_at and view.finished_at
+        assert view.started_at <= view.finished_at
+        assert abs(view.finished_at.timestamp() - real_time()) < 60
+
+
+def test_concurrent_saves_of_different_stages_both_survive(database_url: str) -> None:
+    """SQLite's read-merge-write of the JSON column once let the second of two concurrent saves drop the first."""
+    _, finished = arxiv_job("unused")
+    assert finished.facts is not None
+    store = _store(database_url)
+    job_id, _ = store.enqueue(_link(), "Ev1")
+    stage_a = StageACheckpoint(facts=finished.facts, usage=finished.usage, model="gpt-4o-mini")
+    saves = [JobCheckpoints(evidence=finished.evidence), JobCheckpoints(stage_a=stage_a)]
+    # Each statement of a save that touches the checkpoints waits (up to 2 s) until the other save has run one too,
+    # so the two interleave as far as the database lets them.
+    barrier = threading.Barrier(2, timeout=2)
+
+    def interleave(conn, cursor, statement: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+        if "checkpoints_json" in statement and threading.current_thread().name.startswith("save"):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+
+    event.listen(store.engine, "after_cursor_execute", interleave)
+    try:
+        with ThreadPoolExecutor(2, thread_name_prefix="save") as pool:
+            list(pool.map(lambda finished: store.save_checkpoints(job_id, finished), saves))
+    finally:
+        event.remove(store.engine, "after_cursor_execute", interleave)
+    view = store.get(job_id)
+    assert view is not None and view.checkpoints.stages() == ["evidence", "stage_a"]
+
+
+def test_a_stale_attempt_cannot_save_checkpoints(database_url: str) -> None:
+    """After a lease takeover or a give-back, the old attempt's composer may still run: its saves are refused."""
+    _, finished = arxiv_job("unused")
+    store = _store(database_url)
+    job_id, _ = store.enqueue(_link(), "Ev1")
+    given_back = store.claim_next(lease_seconds=60)
+    assert given_back is not None and store.abandon(given_back)  # a replica shutting down
+    expired = store.claim_next(lease_seconds=0.2)
+    assert expired is not None and expired.claim != given_back.claim
+    current = wait_until(lambda: store.claim_next(lease_seconds=60), what="another replica to take the job over")
+    evidence = JobCheckpoints(evidence=finished.evidence)
+    for stale in (given_back, expired):
+        with pytest.raises(StaleAttempt):
+            store.save_checkpoints(job_id, evidence.model_copy(update={"attempt": stale.claim}))
+    assert store.save_checkpoints(job_id, evidence.model_copy(update={"attempt": current.claim})) == ["evidence"]
+    assert store.save_checkpoints(job_id, evidence) == ["evidence"]  # a composer that does not say its attempt
+    assert store.save_checkpoints("no-such-job", evidence.model_copy(update={"attempt": 1})) is None
+    assert store.complete(current, ComposeResult(job_id=job_id, url=current.url, outcome=Outcome.success))
+    with pytest.raises(StaleAttempt):  # the job is done: no attempt holds it any more
+        store.save_checkpoints(job_id, evidence.model_copy(update={"attempt": current.claim}))

@@ -2,14 +2,25 @@
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
+from poster.main import build_app
 from poster.service import PosterService, build_payload
 from poster.settings import PosterSettings
 from poster.slack import SlackPoster
 from poster.store import PostStore
-from technoshare_common.schemas import ComposedReply, PostStatus, ProjectLink, ReplyRequest
+from technoshare_common.schemas import (
+    ComposedReply,
+    Notice,
+    NoticeDelivery,
+    PostStatus,
+    ProjectLink,
+    ReplyRequest,
+)
 from tests.support.fake_slack import MISSING_CHANNEL, VALID_TOKEN, FakeSlack
 from tests.support.servers import serve_in_thread
 
@@ -39,15 +50,36 @@ def _service(settings: PosterSettings) -> PosterService:
     return PosterService(settings, store, SlackPoster(settings))
 
 
-def _request(job_id: str = "job-1", channel: str = "C0CHAN") -> ReplyRequest:
+THREAD_TS = "1700000000.000100"
+NOTICE_TEXT = "I could not read this link: the site answered 404 Not Found."
+
+
+def _request(job_id: str = "job-1", channel: str = "C0CHAN", notes: tuple[str, ...] = ()) -> ReplyRequest:
     reply = ComposedReply(
         tldr=["One thing here.", "Two things here.", "Three things here."],
         summary=[f"Summary sentence {i} here." for i in range(10)],
         projects=[ProjectLink(theme="ML platform", relevance="It helps the platform team.")],
+        notes=list(notes),
     )
     return ReplyRequest(
-        job_id=job_id, channel_id=channel, thread_ts="1700000000.000100", source_url="https://x.example", reply=reply
+        job_id=job_id, channel_id=channel, thread_ts=THREAD_TS, source_url="https://x.example", reply=reply
     )
+
+
+def _notice(job_id: str, delivery: NoticeDelivery = NoticeDelivery.reply, channel: str = "C0CHAN") -> ReplyRequest:
+    return ReplyRequest(
+        job_id=job_id,
+        channel_id=channel,
+        thread_ts=THREAD_TS,
+        message_ts=THREAD_TS,
+        source_url="https://dead.example/paper",
+        notice=Notice(text=NOTICE_TEXT, delivery=delivery),
+    )
+
+
+def _posts(kind: str, status: PostStatus, error: str = "") -> float:
+    labels = {"status": status.value, "error": error, "kind": kind}
+    return REGISTRY.get_sample_value("technoshare_slack_posts_total", labels) or 0.0
 
 
 async def test_a_job_is_posted_once_however_often_it_is_asked(slack: FakeSlack, settings: PosterSettings) -> None:
@@ -91,11 +123,12 @@ async def test_invalid_auth_is_a_permanent_failure(slack: FakeSlack, settings: P
     assert (result.status, result.error, result.retryable) == (PostStatus.failed, "invalid_auth", False)
 
 
+@pytest.mark.parametrize("make_request", [_request, _notice], ids=["reply", "notice"])
 async def test_a_post_interrupted_after_slack_accepted_it_is_not_repeated(
-    slack: FakeSlack, settings: PosterSettings
+    slack: FakeSlack, settings: PosterSettings, make_request: Callable[[str], ReplyRequest]
 ) -> None:
     service = _service(settings)
-    request = _request("job-crash")
+    request = make_request("job-crash")
     # A previous poster claimed the job, posted it, and died before recording the ts.
     assert service.store.claim(request.job_id, request.channel_id, request.thread_ts, 60).acquired
     assert service.slack is not None
@@ -109,6 +142,123 @@ async def test_a_post_interrupted_after_slack_accepted_it_is_not_repeated(
 
 async def test_without_a_token_it_is_a_dry_run_returning_the_payload(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = PosterSettings(POSTER_DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}")
-    result = await PosterService(settings, PostStore(settings.database_url), None).reply(_request("job-dry"))
+    service = PosterService(settings, PostStore(settings.database_url), None)
+    result = await service.reply(_request("job-dry"))
     assert result.status == PostStatus.dry_run
     assert result.payload is not None and result.payload["text"].startswith("*TL;DR*")
+    notice = await service.reply(_notice("job-dry-notice"))
+    assert notice.status == PostStatus.dry_run and notice.payload is not None
+    assert (notice.payload["thread_ts"], notice.payload["text"]) == (THREAD_TS, NOTICE_TEXT)
+    reaction = await service.reply(_notice("job-dry-reaction", NoticeDelivery.reaction))
+    assert reaction.status == PostStatus.dry_run
+    assert reaction.payload == {"channel": "C0CHAN", "timestamp": THREAD_TS, "name": "warning"}
+
+
+async def test_a_degraded_replys_note_is_shown_under_it(slack: FakeSlack, settings: PosterSettings) -> None:
+    note = "Quoted from the source: the language model was unavailable."
+    result = await _service(settings).reply(_request("job-degraded", notes=(note,)))
+    assert result.status == PostStatus.posted
+    [message] = slack.messages
+    assert message["text"].endswith(f"\n\n\n_{note}_")
+    context = message["blocks"][-1]
+    assert context["type"] == "context" and f"_{note}_" in context["elements"][0]["text"]
+    assert "Source: <https://x.example>" in context["elements"][0]["text"]
+
+
+async def test_a_notice_is_posted_once_in_the_thread(slack: FakeSlack, settings: PosterSettings) -> None:
+    service = _service(settings)
+    first = await service.reply(_notice("job-notice"))
+    second = await service.reply(_notice("job-notice"))
+    assert (first.status, second.status) == (PostStatus.posted, PostStatus.already_posted)
+    assert first.message_ts is not None and first.message_ts == second.message_ts
+    [message] = slack.replies_in("C0CHAN", THREAD_TS)
+    assert message["text"] == NOTICE_TEXT
+    assert message["metadata"] == {"event_type": "technoshare_reply", "event_payload": {"job_id": "job-notice"}}
+    assert message["blocks"][-1]["elements"][0]["text"] == "Source: <https://dead.example/paper>"
+    assert slack.calls.count("chat.postMessage") == 1
+
+
+async def test_a_reaction_is_added_once(slack: FakeSlack, settings: PosterSettings) -> None:
+    service = _service(settings)
+    reacted_before = _posts("reaction", PostStatus.reacted)
+    first = await service.reply(_notice("job-react", NoticeDelivery.reaction))
+    second = await service.reply(_notice("job-react", NoticeDelivery.reaction))
+    assert (first.status, second.status) == (PostStatus.reacted, PostStatus.already_posted)
+    # The shared message is the user's, not a reply: feedback on it must not count as feedback on a reply.
+    assert first.message_ts is None and second.message_ts is None
+    assert slack.reactions == [("C0CHAN", THREAD_TS, "warning")]
+    assert slack.calls == ["reactions.add"] and slack.messages == []
+    assert _posts("reaction", PostStatus.reacted) == reacted_before + 1
+
+
+async def test_already_reacted_from_slack_means_done(slack: FakeSlack, settings: PosterSettings) -> None:
+    service = _service(settings)
+    request = _notice("job-reacted", NoticeDelivery.reaction)
+    # An earlier attempt's reaction reached Slack, but the attempt failed (say, a timeout on Slack's answer).
+    assert service.store.claim(request.job_id, request.channel_id, request.thread_ts, 60).acquired
+    assert service.slack is not None
+    service.slack.react(build_payload(request))
+    service.store.mark_failed(request.job_id, "request_timeout")
+    result = await service.reply(request)
+    assert (result.status, result.error) == (PostStatus.already_posted, None)
+    assert (await service.reply(request)).status == PostStatus.already_posted
+    assert slack.reactions == [("C0CHAN", THREAD_TS, "warning")]
+    assert slack.calls.count("reactions.add") == 2
+
+
+async def test_a_reaction_on_a_missing_channel_is_a_permanent_failure(
+    slack: FakeSlack, settings: PosterSettings
+) -> None:
+    result = await _service(settings).reply(_notice("job-react-nf", NoticeDelivery.reaction, channel=MISSING_CHANNEL))
+    assert (result.status, result.error, result.retryable) == (PostStatus.failed, "channel_not_found", False)
+
+
+async def test_a_notice_delivered_as_none_posts_nothing(slack: FakeSlack, settings: PosterSettings) -> None:
+    result = await _service(settings).reply(_notice("job-quiet", NoticeDelivery.none))
+    assert (result.status, result.message_ts, result.payload) == (PostStatus.skipped, None, None)
+    assert slack.calls == [] and slack.messages == [] and slack.reactions == []
+
+
+@pytest.fixture
+def api(settings: PosterSettings) -> TestClient:  # type: ignore[misc]
+    with TestClient(build_app(settings)) as client:
+        yield client
+
+
+def _body(**answer: object) -> dict[str, object]:
+    job = {"job_id": "job-api", "channel_id": "C0CHAN", "thread_ts": THREAD_TS, "source_url": "https://x.example"}
+    return job | answer
+
+
+REPLY_BODY = {"tldr": ["One thing here."], "summary": ["A sentence here."], "projects": []}
+
+
+@pytest.mark.parametrize(
+    "answer,why",
+    [
+        ({}, "give exactly one of 'reply' or 'notice'"),
+        (
+            {"reply": REPLY_BODY, "notice": {"text": NOTICE_TEXT, "delivery": "reply"}},
+            "give exactly one of 'reply' or 'notice'",
+        ),
+        ({"notice": {"text": NOTICE_TEXT, "delivery": "reaction"}}, "needs 'message_ts'"),
+        (
+            {"notice": {"text": NOTICE_TEXT, "delivery": "reaction", "reaction": ":warning:"}, "message_ts": "1.2"},
+            "pattern",
+        ),
+    ],
+    ids=["neither", "both", "reaction-without-message", "emoji-with-colons"],
+)
+def test_the_api_refuses_a_request_that_does_not_say_one_thing_to_do(
+    api: TestClient, slack: FakeSlack, answer: dict[str, object], why: str
+) -> None:
+    response = api.post("/v1/replies", json=_body(**answer))
+    assert response.status_code == 422
+    assert why in response.text
+    assert slack.calls == []
+
+
+def test_the_api_still_takes_a_reply_without_the_new_fields(api: TestClient, slack: FakeSlack) -> None:
+    response = api.post("/v1/replies", json=_body(reply=REPLY_BODY))
+    assert response.status_code == 200 and response.json()["status"] == "posted"
+    assert len(slack.messages) == 1

@@ -11,7 +11,9 @@ import yaml
 
 from composer.prompts import PromptRegistry, PromptStore, load_local_prompts
 from technoshare_common.settings import REPO_DATA_DIR
-from tests.support.servers import ROOT, free_port, wait_until
+from tests.support.servers import free_port, wait_until
+
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
@@ -27,34 +29,43 @@ def prompts_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def run_script(script: str, *args: str) -> str:
+def run_command(command: str, mlflow_server: str, *args: str) -> str:
+    """One of technoshare-evaluation's console scripts, as installed in this venv."""
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True, check=True
+        [str(BIN / command), "--tracking-uri", mlflow_server, *args], capture_output=True, text=True, check=True
     )
     return completed.stdout
 
 
+def sync_prompts(mlflow_server: str, prompts_dir: Path) -> str:
+    return run_command("technoshare-sync-prompts", mlflow_server, "--prompts-dir", str(prompts_dir))
+
+
+def prompt_alias(mlflow_server: str, *args: str) -> str:
+    return run_command("technoshare-prompt-alias", mlflow_server, *args)
+
+
 def test_sync_registers_a_version_only_when_the_content_changes(prompts_dir: Path, mlflow_server: str) -> None:
-    first = run_script("sync_prompts.py", "--tracking-uri", mlflow_server, "--prompts-dir", str(prompts_dir))
+    first = sync_prompts(mlflow_server, prompts_dir)
     local = load_local_prompts(prompts_dir)
     for name, prompt in local.items():
         assert f"{name:<26} {'1':>7}  {prompt.content_hash:<12}  registered  1" in first
-    again = run_script("sync_prompts.py", "--tracking-uri", mlflow_server, "--prompts-dir", str(prompts_dir))
+    again = sync_prompts(mlflow_server, prompts_dir)
     assert again.count("unchanged") == len(local)
 
-    [stage_b] = [path for path in prompts_dir.glob("stage_b_*.yaml")]
+    [stage_b] = [path for path in prompts_dir.glob("stage_b_compose_reply_*.yaml")]
     data = yaml.safe_load(stage_b.read_text())
     data["parameters"]["temperature"] = 0.5
     stage_b.write_text(yaml.safe_dump(data, sort_keys=False))
-    changed = run_script("sync_prompts.py", "--tracking-uri", mlflow_server, "--prompts-dir", str(prompts_dir))
+    changed = sync_prompts(mlflow_server, prompts_dir)
     line = next(row for row in changed.splitlines() if row.startswith(data["name"]))
     assert line.split()[1:] == ["2", load_local_prompts(prompts_dir)[data["name"]].content_hash, "registered", "1"]
 
     registry = PromptRegistry(mlflow_server)
     assert registry.load(data["name"], "prod").parameters["temperature"] == 0.3  # prod did not move
-    moved = run_script("prompt_alias.py", "--tracking-uri", mlflow_server, "set", data["name"], "candidate", "2")
+    moved = prompt_alias(mlflow_server, "set", data["name"], "candidate", "2")
     assert moved.strip() == f"{data['name']}@candidate: (unset) -> 2"
-    shown = run_script("prompt_alias.py", "--tracking-uri", mlflow_server, "show", data["name"])
+    shown = prompt_alias(mlflow_server, "show", data["name"])
     assert f"{data['name']}@prod: 1" in shown and f"{data['name']}@candidate: 2" in shown
     candidate = registry.load(data["name"], "candidate")
     assert candidate.version == "2" and candidate.parameters["temperature"] == 0.5
@@ -62,7 +73,7 @@ def test_sync_registers_a_version_only_when_the_content_changes(prompts_dir: Pat
 
 
 def test_composer_follows_an_alias_move_without_a_restart(prompts_dir: Path, mlflow_server: str) -> None:
-    run_script("sync_prompts.py", "--tracking-uri", mlflow_server, "--prompts-dir", str(prompts_dir))
+    sync_prompts(mlflow_server, prompts_dir)
     [name] = [name for name in load_local_prompts(prompts_dir) if name.startswith("stage_a_")]
     store = PromptStore(prompts_dir, PromptRegistry(mlflow_server), alias="prod", ttl=0.5)
     assert store.get(name).version.startswith("local-")  # the first call never waits for MLflow
@@ -72,14 +83,14 @@ def test_composer_follows_an_alias_move_without_a_restart(prompts_dir: Path, mlf
     data = yaml.safe_load(path.read_text())
     data["user"] += "\nBe concise."
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    run_script("sync_prompts.py", "--tracking-uri", mlflow_server, "--prompts-dir", str(prompts_dir))
-    run_script("prompt_alias.py", "--tracking-uri", mlflow_server, "set", name, "prod", "2")
+    sync_prompts(mlflow_server, prompts_dir)
+    prompt_alias(mlflow_server, "set", name, "prod", "2")
     wait_until(lambda: store.get(name).version == "2", timeout=30, what="the moved alias")
     assert store.get(name).user.endswith("Be concise.")
 
 
 def test_without_mlflow_the_yaml_prompt_serves(prompts_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    [name] = [name for name in load_local_prompts(prompts_dir) if name.startswith("stage_b_")]
+    [name] = [name for name in load_local_prompts(prompts_dir) if name.startswith("stage_b_compose_reply_")]
     store = PromptStore(prompts_dir, PromptRegistry(f"http://127.0.0.1:{free_port()}"), ttl=0.1)
     with caplog.at_level(logging.WARNING, logger="composer.prompts"):
         store.get(name)

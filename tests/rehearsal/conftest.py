@@ -6,7 +6,6 @@ import json
 import logging
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -21,17 +20,15 @@ import yaml
 from moto.server import ThreadedMotoServer
 from sqlalchemy import create_engine, text
 
+from scripts import sample_site
+from scripts.images.build import git_revision
 from tests.rehearsal.kube import Manifests
 from tests.rehearsal.release import Release
 from tests.support.chart import HELM
 from tests.support.fake_slack import VALID_TOKEN, FakeSlack
-from tests.support.scripted_llm import ScriptedLLM
+from tests.support.scripted_llm import ScriptedLLM, recorded_good_replies
 from tests.support.servers import ROOT, free_port, serve_in_thread
 from tests.support.stack import IngestClient
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import sample_site
-from images.build import git_revision
 
 pytestmark = pytest.mark.rehearsal
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every S3 request
@@ -138,7 +135,9 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
     images = built_images()
     pushgateway_image(images["base"])
     workdir = tmp_path_factory.mktemp("rehearsal")
-    slack, llm = FakeSlack(), ScriptedLLM()
+    # The eval CronJob composes the dataset's first two examples (values.yaml): LoRA gets the scripted reply, and
+    # QLoRA its recorded good one, which the content gates accept on QLoRA's evidence.
+    slack, llm = FakeSlack(), ScriptedLLM(replies=recorded_good_replies(["arxiv-2305-14314"]))
     with ExitStack() as stack:
         slack_url = stack.enter_context(serve_in_thread(slack.app))
         llm_url = stack.enter_context(serve_in_thread(llm.app))
@@ -169,6 +168,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
             "retrieval": {
                 "env": [
                     {"name": "ARXIV_API_URL", "value": f"{samples_url}/arxiv/api/query"},
+                    {"name": "ARXIV_HTML_URL", "value": f"{samples_url}/arxiv/html"},
                     {"name": "GITHUB_API_URL", "value": f"{samples_url}/github"},
                     {"name": "RETRIEVAL_ALLOWED_HOSTS", "value": "127.0.0.1"},
                 ]

@@ -16,6 +16,7 @@ MISSING_CHANNEL = "C0MISSING"
 class FakeSlack:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.reactions: list[tuple[str, str, str]] = []  # (channel, message ts, emoji name), the bot's own
         self.calls: list[str] = []
         self.rate_limit_next = 0
         self.lock = threading.Lock()
@@ -25,6 +26,7 @@ class FakeSlack:
     def reset(self) -> None:
         with self.lock:
             self.messages.clear()
+            self.reactions.clear()
             self.calls.clear()
             self.rate_limit_next = 0
 
@@ -58,6 +60,8 @@ class FakeSlack:
                     )
                 if method == "chat.postMessage":
                     return JSONResponse(self._post(args))
+                if method == "reactions.add":
+                    return JSONResponse(self._react(args))
                 if method == "conversations.replies":
                     return JSONResponse(self._replies(args))
                 if method == "auth.test":
@@ -81,6 +85,18 @@ class FakeSlack:
         }
         self.messages.append(message)
         return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+
+    def _react(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Slack refuses the same reaction twice from one user on one message with `already_reacted`."""
+        if args.get("channel") == MISSING_CHANNEL:
+            return {"ok": False, "error": "channel_not_found"}
+        if not args.get("timestamp") or not args.get("name"):
+            return {"ok": False, "error": "invalid_arguments"}
+        reaction = (str(args["channel"]), str(args["timestamp"]), str(args["name"]))
+        if reaction in self.reactions:
+            return {"ok": False, "error": "already_reacted"}
+        self.reactions.append(reaction)
+        return {"ok": True}
 
     def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
         found = [

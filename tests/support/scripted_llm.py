@@ -4,18 +4,26 @@ real openai client. Markers in the Slack text steer it:
 - `slow-please`: every Stage B answer takes `slow_seconds` (to kill composer mid-job);
 - `needs-repair`: the first Stage B answer has a 2-sentence TL;DR, so the gates fail once;
 - `use-search`: Stage A first asks for the search tool, then answers.
+- the extractive mode's selection is answered with its first candidates, in reverse order.
 - `break-the-gates` (anywhere, e.g. in a candidate prompt): every Stage B answer uses Markdown **bold**,
   which the slack_formatting gate refuses, repair or not.
+
+Stage B answers with the LoRA reply below, or, for a link given a reply of its own (`replies`, by URL, e.g.
+`recorded_good_replies`), with that reply.
 """
 
 import asyncio
+import copy
 import json
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from technoshare_common.settings import REPO_DATA_DIR
 
 FACTS = {
     "what_it_is": "LoRA is a method for adapting large language models with few trainable parameters.",
@@ -29,8 +37,8 @@ FACTS = {
 }
 
 SUMMARY = [
-    "LoRA adapts large language models by training small low-rank matrices.",
-    "The pretrained weights stay frozen during the whole adaptation.",
+    "Full fine-tuning becomes less feasible as pre-trained models grow larger.",
+    "LoRA freezes the pre-trained model weights during adaptation.",
     "Each Transformer layer receives a pair of trainable rank decomposition matrices.",
     "This design reduces trainable parameters by roughly ten thousand times.",
     "GPU memory needs during training drop by about three times.",
@@ -38,14 +46,14 @@ SUMMARY = [
     "The method also works for GPT-2 and GPT-3 sized models.",
     "Merged adapters add no extra latency at inference time.",
     "Many task adapters can share one frozen base model.",
-    "The paper reports results across understanding and generation tasks.",
+    "The authors also study rank-deficiency in language model adaptation.",
 ]
 
 
 def _reply(theme: str, tldr_sentences: int) -> dict[str, Any]:
     tldr = [
         "LoRA fine-tunes large models by training small low-rank matrices.",
-        "It keeps the base weights frozen and cuts trainable parameters sharply.",
+        "It freezes the pre-trained weights and greatly reduces the trainable parameters.",
         "Quality matches full fine-tuning at a fraction of the memory.",
     ][:tldr_sentences]
     return {
@@ -57,8 +65,22 @@ def _reply(theme: str, tldr_sentences: int) -> dict[str, Any]:
     }
 
 
+def recorded_good_replies(example_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """By link, the first recorded good reply (data/eval_replies.json) of each of these evaluation examples: replies
+    the content gates accept on the example's evidence, where the LoRA reply is not grounded."""
+    wanted = set(example_ids)
+    urls = {e["id"]: e["url"] for e in json.loads((REPO_DATA_DIR / "eval_dataset.json").read_text())["examples"]}
+    good: dict[str, dict[str, Any]] = {}
+    for entry in json.loads((REPO_DATA_DIR / "eval_replies.json").read_text())["entries"]:
+        if entry["label"] == "good" and entry["example_id"] in wanted:
+            good.setdefault(entry["example_id"], entry["reply"])
+    assert good.keys() == wanted, f"no recorded good reply for {sorted(wanted - good.keys())}"
+    return {urls[example_id]: reply for example_id, reply in good.items()}
+
+
 class ScriptedLLM:
-    def __init__(self) -> None:
+    def __init__(self, replies: Mapping[str, dict[str, Any]] | None = None) -> None:
+        self.replies = dict(replies or {})
         self.requests: list[dict[str, Any]] = []
         self.slow_seconds = 0.0
         self.lock = threading.Lock()
@@ -92,12 +114,17 @@ class ScriptedLLM:
                 if "use-search" in conversation and body.get("tools") and '"role": "tool"' not in conversation:
                     return JSONResponse(_completion(body, None, tool_call={"query": "low-rank adaptation"}))
                 return JSONResponse(_completion(body, json.dumps(FACTS)))
+            if name == "stage_b_selection":
+                numbers = body["response_format"]["json_schema"]["schema"]["properties"]["tldr"]
+                picks = numbers["items"]["enum"][: numbers["minItems"]]
+                return JSONResponse(_completion(body, json.dumps({"tldr": picks[::-1]})))
             if name == "stage_b_reply":
                 schema = body["response_format"]["json_schema"]["schema"]
                 theme = schema["properties"]["projects"]["items"]["properties"]["theme"]["enum"][0]
                 first_try = "quality checks" not in conversation
                 sentences = 2 if ("needs-repair" in conversation and first_try) else 3
-                reply = _reply(theme, sentences)
+                own = next((r for url, r in self.replies.items() if f"Link: {url}" in conversation), None)
+                reply = copy.deepcopy(own) if own is not None else _reply(theme, sentences)
                 if "break-the-gates" in conversation:
                     reply["tldr"][0] = "**LoRA** " + reply["tldr"][0]
                 return JSONResponse(_completion(body, json.dumps(reply)))

@@ -4,16 +4,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from scripts.local_server import serve_in_thread  # noqa: F401  (one server helper for scripts and tests)
+from scripts.stack import service_command
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-from local_server import serve_in_thread  # noqa: E402, F401  (one server helper for scripts and tests)
-from stack import service_command  # noqa: E402
 
 _issued_ports: set[int] = set()
 

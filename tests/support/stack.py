@@ -2,7 +2,6 @@
 
 import json
 import secrets
-import sys
 import time
 import uuid
 from contextlib import ExitStack
@@ -12,12 +11,10 @@ from typing import Any
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
+from scripts import sample_site
 from tests.support.fake_slack import VALID_TOKEN, FakeSlack
 from tests.support.scripted_llm import ScriptedLLM
-from tests.support.servers import ROOT, ServiceProcess, free_port, serve_in_thread, wait_until
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import sample_site
+from tests.support.servers import ServiceProcess, free_port, serve_in_thread, wait_until
 
 CHANNEL = "C0TESTCHAN"
 
@@ -94,10 +91,20 @@ class IngestClient:
 
 
 class Stack(IngestClient):
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        service_env: dict[str, dict[str, str]] | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        """`env` goes to every service, `service_env` to one each (e.g. {"composer": {"WEB_CONCURRENCY": "2"}});
+        `start_timeout` is each service's wait for /healthz (a benchmark on a busy machine needs longer)."""
         super().__init__("", secrets.token_hex(16), secrets.token_hex(16))
         self.workdir = workdir
         self.extra_env = env or {}
+        self.service_env = service_env or {}
+        self.start_timeout = start_timeout
         self.slack = FakeSlack()
         self.llm = ScriptedLLM()
         self._exit = ExitStack()
@@ -118,6 +125,7 @@ class Stack(IngestClient):
             "STAGE_A_MODEL": "scripted",
             "STAGE_B_MODEL": "scripted",
             "ARXIV_API_URL": f"{samples_url}/arxiv/api/query",
+            "ARXIV_HTML_URL": f"{samples_url}/arxiv/html",
             "GITHUB_API_URL": f"{samples_url}/github",
             "RETRIEVAL_ALLOWED_HOSTS": "127.0.0.1",
             "JOB_STORE_DATABASE_URL": f"sqlite:///{self.workdir / 'jobs.db'}",
@@ -130,10 +138,11 @@ class Stack(IngestClient):
         }
         self.samples_url = samples_url
         for name in ("retrieval", "llm_gateway", "poster", "composer", "ingest"):
-            service = ServiceProcess(name, ports[name], env, self.workdir)
+            service = ServiceProcess(name, ports[name], env | self.service_env.get(name, {}), self.workdir)
             self.services[name] = service
             self._exit.callback(service.stop)
-            service.start()
+            service.start(wait=False)
+            service.wait_healthy(self.start_timeout)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -60,7 +60,13 @@ def llm() -> Iterator[tuple[ScriptedLLM, str]]:
 
 
 def pipeline(llm_url: str, services: Services) -> Pipeline:
-    settings = ComposerSettings(LLM_GATEWAY_URL=llm_url, STAGE_A_MODEL="scripted", STAGE_B_MODEL="scripted")
+    settings = ComposerSettings(
+        LLM_GATEWAY_URL=llm_url,
+        STAGE_A_MODEL="scripted",
+        STAGE_B_MODEL="scripted",
+        COMPOSE_MODE="abstractive",
+        LLM_UNAVAILABLE_REPLY="retry",
+    )
     return Pipeline(
         settings,
         llm=LLMClient(settings),
@@ -96,18 +102,18 @@ async def test_an_attempt_after_a_crash_resumes_after_the_last_finished_stage(
 ) -> None:
     services = Services()
     composer = pipeline(llm[1], services)
-    real_compose = composer.stage_b.compose
+    real_compose = composer.composer.stage_b.compose
 
     async def upstream_down(*args: Any, **kwargs: Any) -> Any:
         raise LLMUnavailable("upstream down")
 
-    monkeypatch.setattr(composer.stage_b, "compose", upstream_down)
+    monkeypatch.setattr(composer.composer.stage_b, "compose", upstream_down)
     with pytest.raises(DependencyUnavailable):
         await composer.run_job(JOB)
     assert services.saved.stages() == ["evidence", "stage_a"]
     stage_a_calls = len(llm[0].requests)
 
-    monkeypatch.setattr(composer.stage_b, "compose", real_compose)
+    monkeypatch.setattr(composer.composer.stage_b, "compose", real_compose)
     result = await composer.run_job(again(JOB, services))
     assert result.outcome == Outcome.success
     assert len(llm[0].requests) == stage_a_calls + 1  # Stage B only: Stage A is not paid for twice

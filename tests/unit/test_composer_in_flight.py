@@ -38,9 +38,7 @@ class BlockedPipeline(Pipeline):
         self.release = asyncio.Event()
         self.fail = False
 
-    async def _stages(
-        self, result: ComposeResult, url: str, slack_text: str, evidence: Evidence | None, *_: object
-    ) -> None:
+    async def _evidence(self, result: ComposeResult, url: str, evidence: Evidence | None, *_: object) -> None:
         self.entered.put_nowait(None)
         await self.release.wait()
         if self.fail:

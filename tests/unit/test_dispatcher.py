@@ -163,3 +163,49 @@ def lease_expires(store: JobStore, job_id: str) -> float:
         return float(
             conn.execute(text("SELECT lease_expires_at FROM jobs WHERE id = :id"), {"id": job_id}).scalar_one()
         )
+
+
+async def test_the_attempt_after_a_give_back_has_a_number_of_its_own(tmp_path: Path) -> None:
+    """A give-back refunds the attempt; its number once came back too, so the given-back attempt's composer (still
+    running) and the next one looked the same to the checkpoint fence."""
+    composer = FakeComposer(hold=True)
+    store, stopping = make(tmp_path, composer)
+    job_id = enqueue(store)
+    stopping.start()
+    await until(lambda: composer.calls == 1, "the first hand-off")
+    await stopping.stop()
+    _, successor = make(tmp_path, composer)
+    successor.start()
+    await until(lambda: composer.calls == 2, "the hand-off after the give-back")
+    composer.release.set()
+    await until(lambda: (view := store.get(job_id)) and view.state == JobState.done, "the job to finish")
+    await successor.stop()
+    given_back, current = composer.requests
+    assert given_back.attempt != current.attempt
+    view = store.get(job_id)
+    assert view is not None and view.attempts == 1  # still refunded: the give-back cost the job no attempt
+
+
+async def test_a_wake_during_an_empty_claim_is_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wake of a job accepted while a claim found nothing was cleared after that claim: the job (or a stop())
+    then waited a whole poll interval."""
+    composer = FakeComposer()
+    store, dispatcher = make(tmp_path, composer, DISPATCH_POLL_SECONDS=60)
+    claimed_nothing, proceed = threading.Event(), threading.Event()
+    real_claim = store.claim_next
+
+    def claim_next(lease_seconds: float) -> Any:
+        found = real_claim(lease_seconds)
+        if not claimed_nothing.is_set():
+            claimed_nothing.set()
+            proceed.wait(10)  # the job below is accepted, and its wake sent, before this claim returns
+        return found
+
+    monkeypatch.setattr(store, "claim_next", claim_next)
+    dispatcher.start()
+    await until(claimed_nothing.is_set, "an empty claim")
+    job_id = enqueue(store)
+    dispatcher.wake()
+    proceed.set()
+    await until(lambda: (view := store.get(job_id)) and view.state == JobState.done, "the job, well within a poll")
+    await asyncio.wait_for(dispatcher.stop(), timeout=10)

@@ -13,7 +13,7 @@ from ingest.main import build_app
 from ingest.settings import IngestSettings
 from ingest.slack_events import SharedLink
 from ingest.store import JobStore
-from technoshare_common.schemas import JobCheckpoints, JobView
+from technoshare_common.schemas import JobCheckpoints, JobView, StageACheckpoint, StageBCheckpoint
 from tests.support.jobs import arxiv_job
 from tests.support.servers import wait_until
 
@@ -89,6 +89,40 @@ def test_composer_checkpoints_show_on_the_job(client: TestClient) -> None:
     assert client.post("/v1/jobs/nope/checkpoints", json=body).status_code == 404
     view = JobView.model_validate(client.get(f"/v1/jobs/{job_id}").json())
     assert view.checkpoints.evidence == evidence
+
+
+def test_checkpoints_of_a_stale_attempt_are_refused_and_the_current_attempt_s_round_trip(client: TestClient) -> None:
+    client.portal.call(client.app.state.dispatcher.stop)  # type: ignore[attr-defined]  (the test dispatches)
+    store: JobStore = client.app.state.store  # type: ignore[attr-defined]
+    job_id, _ = store.enqueue(SharedLink("C1", "1.1", "1.1", "https://example.com/a", "<x>"), "Ev1")
+    given_back = store.claim_next(lease_seconds=60)
+    assert given_back is not None and store.abandon(given_back)
+    current = store.claim_next(lease_seconds=60)
+    assert current is not None
+    _, result = arxiv_job(job_id)
+    assert result.evidence is not None and result.facts is not None
+    every_stage = JobCheckpoints(
+        evidence=result.evidence,
+        stage_a=StageACheckpoint(facts=result.facts, usage=result.usage, model="gpt-4o-mini", tool_calls=1),
+        stage_b=StageBCheckpoint(
+            content='{"tldr": []}', usage=result.usage, model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        ),
+        composed=result.model_copy(update={"evidence": None, "post": None, "app_version": "v3", "trace_id": "t1"}),
+    )
+
+    def save(attempt: int) -> Any:
+        body = every_stage.model_copy(update={"attempt": attempt}).model_dump(mode="json", exclude_none=True)
+        return client.post(f"/v1/jobs/{job_id}/checkpoints", json=body)
+
+    refused = save(given_back.claim)
+    assert refused.status_code == 409, refused.text
+    saved = save(current.claim)
+    assert saved.status_code == 200 and saved.json()["stages"] == ["evidence", "stage_a", "stage_b", "composed"]
+    view = JobView.model_validate(client.get(f"/v1/jobs/{job_id}").json())
+    assert view.checkpoints == every_stage  # every field, nested ones too; the attempt is not kept
+    assert store.release(current, "composer died", retry_in=0)
+    again = store.claim_next(lease_seconds=60)
+    assert again is not None and again.checkpoints == every_stage
 
 
 def test_a_body_over_the_cap_is_refused_before_it_is_read_whole(client: TestClient) -> None:

@@ -179,6 +179,8 @@ poster: {key: poster, port: 8004, module: poster}
 - name: SLACK_SIGNING_SECRET
   valueFrom:
     secretKeyRef: {name: {{ include "technoshare.slackSecret" $root }}, key: signing-secret}
+- name: DISPATCH_CONCURRENCY
+  value: {{ $root.Values.ingest.dispatchConcurrency | quote }}
 {{- else if eq .component "poster" }}
 {{ include "technoshare.databasePasswordEnv" $root }}
 - name: POSTER_DATABASE_URL
@@ -212,6 +214,14 @@ poster: {key: poster, port: 8004, module: poster}
   value: {{ $root.Values.composer.stageBModel | quote }}
 - name: PROMPT_ALIAS
   value: {{ $root.Values.composer.promptAlias | quote }}
+- name: COMPOSE_MODE
+  value: {{ $root.Values.composer.composeMode | quote }}
+- name: COMPOSE_EXTRACTIVE_MODELS
+  value: {{ join "," $root.Values.composer.extractiveModels | quote }}
+- name: LLM_UNAVAILABLE_REPLY
+  value: {{ $root.Values.composer.llmUnavailableReply | quote }}
+- name: UNREADABLE_LINK_REPLY
+  value: {{ $root.Values.composer.unreadableLinkReply | quote }}
 {{- end }}
 {{- end }}
 

@@ -36,6 +36,8 @@ def create_app(
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.internal_token is None:
             log.warning("TECHNOSHARE_INTERNAL_TOKEN is unset: service-to-service auth is disabled")
+        for old, new in settings.renamed_variables_set().items():
+            log.warning(f"{old} is set but no longer read: set {new} instead", extra={"variable": old, "use": new})
         tracer.configure(
             service,
             settings.mlflow_tracking_uri,

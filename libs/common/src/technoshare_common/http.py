@@ -30,10 +30,11 @@ _RETRYABLE_STATUS = frozenset({502, 503, 504})
 class ServiceError(Exception):
     """Another service answered with an error, or could not be reached."""
 
-    def __init__(self, service: str, message: str, status_code: int | None = None) -> None:
+    def __init__(self, service: str, message: str, status_code: int | None = None, detail: Any = None) -> None:
         super().__init__(f"{service}: {message}")
         self.service = service
         self.status_code = status_code
+        self.detail = detail  # the error body's `detail`, e.g. retrieval's {"kind": ..., "message": ...}
 
     @property
     def retryable(self) -> bool:
@@ -113,15 +114,15 @@ class ServiceClient:
                 except httpx.TransportError as exc:
                     raise ServiceError(self.name, f"{type(exc).__name__}: {exc}") from exc
                 if response.status_code >= 400:
-                    raise ServiceError(self.name, _error_detail(response), response.status_code)
+                    detail = _error_detail(response)
+                    raise ServiceError(self.name, f"HTTP {response.status_code}: {detail}", response.status_code, detail)
                 return response
         raise AssertionError("unreachable")
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: httpx.Response) -> Any:
     try:
         body = response.json()
-        detail = body.get("detail") or body.get("error") or body
     except ValueError:
-        detail = response.text[:300]
-    return f"HTTP {response.status_code}: {detail}"
+        return response.text[:300]
+    return (body.get("detail") or body.get("error") or body) if isinstance(body, dict) else body

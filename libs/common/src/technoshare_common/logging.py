@@ -36,6 +36,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         uv_logger = logging.getLogger(name)
         uv_logger.handlers[:] = []
         uv_logger.propagate = True
+        # uvicorn sets INFO on its own loggers; left so, every request's access line was formatted and written
+        # whatever LOG_LEVEL said, a measurable part of Slack's ack time under load.
+        uv_logger.setLevel(logging.NOTSET)
     # httpx logs every request URL at INFO, which would leak query-string tokens.
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -2,9 +2,9 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, model_validator
 
 
 class Coverage(StrEnum):
@@ -17,6 +17,10 @@ class Outcome(StrEnum):
     success = "success"
     gate_failed = "gate_failed"
     error = "error"
+    # A reply posted without the language model (sentences quoted from the source, labelled as such).
+    degraded = "degraded"
+    # The link could not be read (dead, blocked, unsupported): a notice was delivered, or deliberately not.
+    unreadable = "unreadable"
 
 
 class JobState(StrEnum):
@@ -37,6 +41,7 @@ class Source(BaseModel):
 class Snippet(BaseModel):
     text: str
     source_url: str
+    heading: str = Field("", description="The section the text sits under, when the source has sections.")
 
 
 class Evidence(BaseModel):
@@ -92,12 +97,21 @@ class ProjectLink(BaseModel):
     relevance: str
 
 
+# One line of a reply's notes: rendered as a single italic line, so no line breaks.
+ReplyNote = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\n]+$")]
+
+
 class ComposedReply(BaseModel):
     """Stage B's structured reply; code, not the model, turns it into Slack layout."""
 
     tldr: list[str]
     summary: list[str]
     projects: list[ProjectLink]
+    notes: list[ReplyNote] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Short lines shown in italics under the reply, added by code (e.g. why it is quoted).",
+    )
 
 
 class GateResult(BaseModel):
@@ -150,6 +164,11 @@ class JobRunRequest(BaseModel):
     url: AnyHttpUrl
     slack_text: str = ""
     attempt: int = 1
+    final_attempt: bool = Field(
+        False,
+        description="ingest will not retry this job: a link or an LLM that is down for now gets its short "
+        "notice or quoted reply instead of silence.",
+    )
     checkpoints: "JobCheckpoints | None" = Field(
         None, description="What earlier attempts finished; composer resumes after it and never pays for it again."
     )
@@ -175,6 +194,8 @@ class ComposeResult(BaseModel):
     trace_id: str | None = Field(None, description="The job's MLflow trace, when tracing is on.")
     app_version: str | None = Field(None, description="The configuration that made the reply (composer.app_version).")
     app_version_id: str | None = Field(None, description="That app version's MLflow LoggedModel, once registered.")
+    compose_mode: str | None = Field(None, description="abstractive or extractive: how the reply was composed.")
+    notice: "Notice | None" = Field(None, description="What an unreadable link got instead of a reply.")
 
     @property
     def gate_failures(self) -> list[GateResult]:
@@ -208,9 +229,14 @@ class JobCheckpoints(BaseModel):
     stage_a: StageACheckpoint | None = None
     stage_b: StageBCheckpoint | None = None
     composed: ComposeResult | None = None
+    attempt: int | None = Field(
+        None,
+        description="The attempt (JobRunRequest.attempt) saving these stages: ingest refuses (409) a save from an "
+        "attempt that no longer holds the job. Not stored; unset is not checked.",
+    )
 
     def stages(self) -> list[str]:
-        return [name for name, value in self if value is not None]
+        return [name for name, value in self if value is not None and name != "attempt"]
 
 
 class CheckpointSaved(BaseModel):
@@ -224,24 +250,60 @@ class CheckpointSaved(BaseModel):
 class PostStatus(StrEnum):
     posted = "posted"
     already_posted = "already_posted"
+    reacted = "reacted"
+    skipped = "skipped"
     dry_run = "dry_run"
     failed = "failed"
 
 
+class NoticeDelivery(StrEnum):
+    """How an unreadable link is answered: a thread reply, a reaction on the shared message, or not at all."""
+
+    reply = "reply"
+    reaction = "reaction"
+    none = "none"
+
+
+class Notice(BaseModel):
+    """A short answer instead of a summary, when the link could not be read."""
+
+    text: str = Field(min_length=1, max_length=300, description="The thread reply's text (delivery `reply`).")
+    delivery: NoticeDelivery
+    reaction: str = Field(
+        "warning",
+        pattern=r"^[a-z0-9_+'-]{1,100}$",
+        description="Emoji name without colons, added to the shared message (delivery `reaction`).",
+    )
+
+
 class ReplyRequest(BaseModel):
+    """Post one job's answer: a composed reply, or a notice about a link that could not be read."""
+
     job_id: str
     channel_id: str
     thread_ts: str
     source_url: str
-    reply: ComposedReply
+    reply: ComposedReply | None = None
+    notice: Notice | None = None
+    message_ts: str | None = Field(None, description="The shared message: where a notice's reaction goes.")
     coverage: Coverage | None = None
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> "ReplyRequest":
+        if (self.reply is None) == (self.notice is None):
+            raise ValueError("give exactly one of 'reply' or 'notice'")
+        if self.notice is not None and self.notice.delivery == NoticeDelivery.reaction and not self.message_ts:
+            raise ValueError("a notice delivered as a reaction needs 'message_ts', the shared message")
+        return self
 
 
 class ReplyResult(BaseModel):
     job_id: str
     status: PostStatus
     channel_id: str
-    message_ts: str | None = None
+    message_ts: str | None = Field(
+        None, description="The bot's message in the thread; none for a reaction, whose target is the user's message."
+    )
     payload: dict[str, Any] | None = None
     error: str | None = None
     retryable: bool = False

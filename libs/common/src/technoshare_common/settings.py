@@ -1,7 +1,9 @@
 """Settings every service shares, read from the environment with pydantic-settings."""
 
+import os
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +16,10 @@ class ServiceSettings(BaseSettings):
     """Base for each service's settings; names follow the established environment variables."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    # Variables this service no longer reads, old name -> new name. Unknown variables are ignored (extra="ignore"),
+    # so a deployment still setting an old name would silently lose its value: startup warns instead.
+    renamed_variables: ClassVar[dict[str, str]] = {}
 
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL", description="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     internal_token: SecretStr | None = Field(
@@ -58,6 +64,10 @@ class ServiceSettings(BaseSettings):
         validation_alias="MLFLOW_SPOOL_DIR",
         description="Runs and traces waiting for MLflow; keep it on a volume so a restart loses nothing.",
     )
+
+    def renamed_variables_set(self) -> dict[str, str]:
+        """The renamed variables still set in the environment, old name -> the name to use instead."""
+        return {old: new for old, new in self.renamed_variables.items() if old in os.environ}
 
     def internal_token_value(self) -> str | None:
         return self.internal_token.get_secret_value() if self.internal_token else None

@@ -1,8 +1,11 @@
 """The reply's Slack layout, produced by code so that no model has to get it right.
 
 composer's formatting gate judges exactly this text, and poster posts it, so both use this module.
+A reply's notes follow its three sections, after one more separator, as italic lines; the gates
+judge the sections only (`split_notes`).
 """
 
+import re
 from typing import Any
 
 from technoshare_common.schemas import ComposedReply, Coverage
@@ -11,6 +14,7 @@ SECTION_TITLES = ("*TL;DR*", "*Summary*", "*Projects*")
 SECTION_SEPARATOR = "\n\n\n"  # two blank lines between sections
 THEME_PREFIX = "Theme: "
 SLACK_SECTION_LIMIT = 3000  # characters per Block Kit section text
+_NOTE_LINE = re.compile(r"_(.+)_")
 
 
 def _sentence(text: str) -> str:
@@ -29,9 +33,25 @@ def render_sections(reply: ComposedReply) -> list[tuple[str, str]]:
     ]
 
 
+def note_lines(reply: ComposedReply) -> list[str]:
+    return [f"_{_sentence(note)}_" for note in reply.notes]
+
+
 def render_text(reply: ComposedReply) -> str:
-    """The mrkdwn message: three titled sections separated by two blank lines."""
-    return SECTION_SEPARATOR.join(f"{title}\n{body}" for title, body in render_sections(reply))
+    """The mrkdwn message: three titled sections separated by two blank lines, then the notes, if any."""
+    parts = [f"{title}\n{body}" for title, body in render_sections(reply)]
+    if reply.notes:
+        parts.append("\n".join(note_lines(reply)))
+    return SECTION_SEPARATOR.join(parts)
+
+
+def split_notes(text: str) -> tuple[str, list[str]]:
+    """(the sections, the notes) of a rendered reply: the notes are a last part made only of italic lines."""
+    sections, separator, last = text.rpartition(SECTION_SEPARATOR)
+    matches = [_NOTE_LINE.fullmatch(line) for line in last.split("\n")]
+    if not separator or not all(matches):
+        return text, []
+    return sections, [match.group(1) for match in matches if match]
 
 
 def _chunks(text: str, limit: int) -> list[str]:
@@ -58,8 +78,13 @@ def render_blocks(reply: ComposedReply, source_url: str, coverage: Coverage | No
             text = f"{title}\n{chunk}" if first else chunk
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
             first = False
-    note = f"Source: <{source_url}>"
+    source = f"Source: <{source_url}>"
     if coverage is not None and coverage != Coverage.full:
-        note += f" · coverage: {coverage.value.replace('_', ' ')}"
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        source += f" · coverage: {coverage.value.replace('_', ' ')}"
+    blocks.append(context_block([*note_lines(reply), source]))
     return blocks
+
+
+def context_block(lines: list[str]) -> dict[str, Any]:
+    """Slack's small grey print under a message, one line each."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(lines)}]}

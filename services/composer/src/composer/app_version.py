@@ -47,6 +47,7 @@ def git_revision() -> str:
 def app_config(settings: ComposerSettings, prompt_versions: dict[str, str]) -> dict[str, str]:
     config = {
         "git_revision": git_revision(),
+        "compose_mode": settings.resolved_compose_mode().value,
         "model.stage_a": settings.stage_a_model,
         "model.stage_b": settings.stage_b_model,
         "stage_a.tools": str(settings.stage_a_tools).lower(),

@@ -1,18 +1,20 @@
 """Quality gates: the reply is judged as Slack will show it, and each check says what to fix.
 
-The names are the evaluation suite's hard scorers, so offline and live quality are the same checks.
+The names are the evaluation suite's hard scorers, so offline and live quality are the same checks: the layout
+gates here, then the content gates (composer.content_gates), which judge what the reply says against the evidence.
 """
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from composer.content_gates import CONTENT_GATES, ContentGateConfig, GateContext, check_content
 from composer.llm import parse_json_object
 from composer.settings import ComposerSettings
 from technoshare_common.schemas import ComposedReply, GateResult
-from technoshare_common.slack_format import SECTION_SEPARATOR, SECTION_TITLES, THEME_PREFIX, render_text
+from technoshare_common.slack_format import SECTION_SEPARATOR, SECTION_TITLES, THEME_PREFIX, render_text, split_notes
 from technoshare_common.text import count_sentences
 
 GATE_NAMES = (
@@ -21,6 +23,7 @@ GATE_NAMES = (
     "summary_sentence_count",
     "projects_theme_prefix",
     "slack_formatting",
+    *CONTENT_GATES,
 )
 
 _MARKDOWN_NOT_SLACK = (
@@ -36,6 +39,7 @@ class GateConfig:
     summary_min: int
     summary_max: int
     themes: tuple[str, ...]
+    content: ContentGateConfig = field(default_factory=ContentGateConfig)
 
     @classmethod
     def from_settings(cls, settings: ComposerSettings, themes: Iterable[str]) -> "GateConfig":
@@ -45,7 +49,13 @@ class GateConfig:
             summary_min=settings.summary_min_sentences,
             summary_max=settings.summary_max_sentences,
             themes=tuple(sorted(set(themes))),
+            content=ContentGateConfig.from_settings(settings),
         )
+
+    @property
+    def gate_names(self) -> tuple[str, ...]:
+        """The gates this configuration reports: the layout gates and the enabled content gates, in order."""
+        return tuple(n for n in GATE_NAMES if n not in CONTENT_GATES or n in self.content.enabled)
 
 
 @dataclass
@@ -86,8 +96,8 @@ def _sections(text: str) -> list[tuple[str, str]]:
 
 
 def check_text(text: str, config: GateConfig) -> list[GateResult]:
-    """The four layout and length gates, on the mrkdwn text exactly as it would be posted."""
-    ordered = _sections(text)
+    """The four layout and length gates, on the mrkdwn text exactly as it would be posted (notes aside)."""
+    ordered = _sections(split_notes(text)[0])
     sections = dict(ordered)
     tldr = sections.get(SECTION_TITLES[0], "")
     summary = sections.get(SECTION_TITLES[1], "")
@@ -132,11 +142,19 @@ def check_text(text: str, config: GateConfig) -> list[GateResult]:
     ]
 
 
-def run_gates(content: str, config: GateConfig) -> GateReport:
+def check_reply(reply: ComposedReply, text: str, config: GateConfig, context: GateContext) -> list[GateResult]:
+    """Every gate after schema_validity, in GATE_NAMES order: the layout gates on the rendered text, then the
+    enabled content gates on the reply (the evaluation suite's scorers call this on a recorded reply)."""
+    return [*check_text(text, config), *check_content(reply, context, config.content)]
+
+
+def run_gates(content: str, config: GateConfig, context: GateContext) -> GateReport:
     reply, problem = parse_reply(content, config)
     if reply is None:
-        not_checked = [GateResult(name=n, passed=False, detail="not checked: no valid reply") for n in GATE_NAMES[1:]]
+        not_checked = [
+            GateResult(name=n, passed=False, detail="not checked: no valid reply") for n in config.gate_names[1:]
+        ]
         return GateReport(None, None, [GateResult(name="schema_validity", passed=False, detail=problem), *not_checked])
     text = render_text(reply)
     schema = GateResult(name="schema_validity", passed=True, detail="valid reply JSON with known themes")
-    return GateReport(reply, text, [schema, *check_text(text, config)])
+    return GateReport(reply, text, [schema, *check_reply(reply, text, config, context)])

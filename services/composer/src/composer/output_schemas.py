@@ -1,12 +1,16 @@
 """JSON schemas for structured output: they bound every string and array, so that even a very
-small model cannot ramble past max_tokens, and each list item is exactly one sentence."""
+small model cannot ramble past max_tokens.
+
+An item is bounded by length only: a regex `pattern` per item made llama.cpp's grammar glue a capable
+model's words together ("whichcalestolarge"). That an item is one sentence is the gates' job (they count
+sentences in code and say so to the repair).
+"""
 
 from typing import Any
 
 from composer.settings import ComposerSettings
-from technoshare_common.text import ONE_SENTENCE_PATTERN
 
-SENTENCE: dict[str, Any] = {"type": "string", "pattern": ONE_SENTENCE_PATTERN}
+SENTENCE: dict[str, Any] = {"type": "string", "minLength": 12, "maxLength": 300}
 
 
 def _sentences(min_items: int, max_items: int) -> dict[str, Any]:
@@ -27,13 +31,16 @@ def stage_a_schema() -> dict[str, Any]:
     )
 
 
-def stage_b_schema(settings: ComposerSettings, themes: list[str]) -> dict[str, Any]:
+def stage_b_schema(settings: ComposerSettings, themes: list[str], lengths: tuple[int, int]) -> dict[str, Any]:
+    """`themes`: the ones the evidence earns; `lengths`: the TL;DR's and the summary's minimum sentences, lowered
+    for a short source rather than padded."""
+    tldr, summary_min = lengths
     project = _object({"theme": {"type": "string", "enum": themes}, "relevance": SENTENCE})
     return _object(
         {
-            "tldr": _sentences(settings.tldr_sentences, settings.tldr_sentences),
-            "summary": _sentences(settings.summary_min_sentences, settings.summary_max_sentences),
-            "projects": {"type": "array", "items": project, "minItems": 1, "maxItems": 3},
+            "tldr": _sentences(tldr, tldr),
+            "summary": _sentences(summary_min, max(summary_min, settings.summary_max_sentences)),
+            "projects": {"type": "array", "items": project, "minItems": 1, "maxItems": min(3, len(themes))},
         }
     )
 

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ from composer.llm import LLMClient, parse_json_object
 from composer.output_schemas import response_format, stage_a_schema
 from composer.prompts import PromptTemplate
 from composer.settings import ComposerSettings
-from technoshare_common.http import ServiceClient, ServiceError
+from technoshare_common.http import ServiceError
 from technoshare_common.schemas import (
     Evidence,
     SearchRequest,
@@ -44,6 +45,10 @@ SEARCH_TOOL: dict[str, Any] = {
 }
 
 
+# Reads one more source for the search tool: retrieval's /v1/search in a job, absent where nothing may be fetched.
+SearchFunction = Callable[[SearchRequest], Awaitable[SearchResponse]]
+
+
 class StageError(Exception):
     """A stage produced nothing usable even after its retry."""
 
@@ -70,10 +75,10 @@ def evidence_window(evidence: Evidence, limit: int) -> str:
 class StageA:
     persona = "stage_a"
 
-    def __init__(self, settings: ComposerSettings, llm: LLMClient, retrieval: ServiceClient) -> None:
+    def __init__(self, settings: ComposerSettings, llm: LLMClient, search: SearchFunction | None) -> None:
         self.settings = settings
         self.llm = llm
-        self.retrieval = retrieval
+        self.search = search
 
     async def run(self, prompt: PromptTemplate, evidence: Evidence, slack_text: str) -> StageAOutput:
         messages: list[dict[str, Any]] = prompt.render(
@@ -83,7 +88,7 @@ class StageA:
             slack_text=slack_text or "(no comment)",
             evidence=evidence_window(evidence, self.settings.evidence_window_chars),
         )
-        use_tools = self.settings.stage_a_tools and self.settings.max_tool_calls > 0
+        use_tools = self.search is not None and self.settings.stage_a_tools and self.settings.max_tool_calls > 0
         usage = TokenUsage()
         tool_calls = 0
         extra: list[Snippet] = []
@@ -127,13 +132,14 @@ class StageA:
                 ]
 
     async def _search(self, arguments: str) -> tuple[str, list[Snippet]]:
+        assert self.search is not None
         try:
             args = json.loads(arguments or "{}")
             request = SearchRequest(query=args.get("query"), url=args.get("url"), max_results=3)
         except (ValueError, ValidationError) as exc:
             return f"search refused: {exc}", []
         try:
-            found = await self.retrieval.post("/v1/search", request, SearchResponse)
+            found = await self.search(request)
         except ServiceError as exc:
             return f"search failed: {exc}", []
         text = "\n\n".join(f"[{s.source_url}] {s.text}" for s in found.snippets) or "no results"

@@ -37,21 +37,36 @@ class StageB:
         self.themes = sorted({p.theme for p in projects})
 
     async def compose(
-        self, prompt: PromptTemplate, evidence: Evidence, facts: StageAFacts, slack_text: str
+        self,
+        prompt: PromptTemplate,
+        evidence: Evidence,
+        facts: StageAFacts,
+        slack_text: str,
+        themes: list[str],
+        lengths: tuple[int, int],
     ) -> StageBOutput:
+        """`themes`: the ones the evidence earns, strongest first; `lengths`: the TL;DR's and the summary's minimum
+        sentences, lowered for a short source."""
         messages: list[dict[str, Any]] = prompt.render(
             title=evidence.title,
             url=evidence.url,
             slack_text=slack_text or "(no comment)",
             facts=facts_text(facts),
-            projects=projects_context(self.projects),
-            tldr_sentences=str(self.settings.tldr_sentences),
-            summary_min=str(self.settings.summary_min_sentences),
-            summary_max=str(self.settings.summary_max_sentences),
+            projects=projects_context([p for p in self.projects if p.theme in (themes or self.themes)]),
+            tldr_sentences=str(lengths[0]),
+            summary_min=str(lengths[1]),
+            summary_max=str(max(lengths[1], self.settings.summary_max_sentences)),
         )
-        return await self._call(prompt, messages, stage="stage_b")
+        return await self._call(prompt, messages, "stage_b", themes, lengths)
 
-    async def repair(self, prompt: PromptTemplate, previous: StageBOutput, failures: list[GateResult]) -> StageBOutput:
+    async def repair(
+        self,
+        prompt: PromptTemplate,
+        previous: StageBOutput,
+        failures: list[GateResult],
+        themes: list[str],
+        lengths: tuple[int, int],
+    ) -> StageBOutput:
         feedback = "\n".join(f"- {g.name}: {g.detail}" for g in failures)
         messages = [
             *previous.messages,
@@ -62,15 +77,23 @@ class StageB:
                 f"{feedback}\nAnswer again with the same JSON schema, fixing every failed check.",
             },
         ]
-        return await self._call(prompt, messages, stage="repair")
+        return await self._call(prompt, messages, "repair", themes, lengths)
 
-    async def _call(self, prompt: PromptTemplate, messages: list[dict[str, Any]], stage: str) -> StageBOutput:
+    async def _call(
+        self,
+        prompt: PromptTemplate,
+        messages: list[dict[str, Any]],
+        stage: str,
+        themes: list[str],
+        lengths: tuple[int, int],
+    ) -> StageBOutput:
+        schema = stage_b_schema(self.settings, themes or self.themes, lengths)
         result = await self.llm.chat(
             persona=self.persona,
             stage=stage,
             model=self.settings.stage_b_model,
             messages=messages,
             parameters=prompt.parameters,
-            response_format=response_format("stage_b_reply", stage_b_schema(self.settings, self.themes)),
+            response_format=response_format("stage_b_reply", schema),
         )
         return StageBOutput(result.content, result.usage, result.model, messages)

@@ -68,6 +68,9 @@ class Dispatcher:
             if self._stopping:
                 self._slots.release()
                 break
+            # Cleared before the claim, not after it: a wake() or stop() while an empty claim runs is not lost
+            # (it once was, leaving a new job, or a shutdown, waiting a whole poll interval).
+            self._wake.clear()
             try:
                 job = await asyncio.to_thread(self.store.claim_next, self.settings.lease_seconds)
             except Exception as exc:
@@ -89,7 +92,6 @@ class Dispatcher:
             failures, self._claim_error = 0, None
             if job is None:
                 self._slots.release()
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatch_poll_seconds)
                 continue
@@ -165,12 +167,15 @@ class Dispatcher:
             thread_ts=job.thread_ts,
             url=job.url,
             slack_text=job.slack_text,
-            attempt=job.attempts,
+            # The claim's number, unique to this hand-off even after a refunded give-back: ingest refuses the
+            # checkpoints of any other (stale) attempt.
+            attempt=job.claim,
+            final_attempt=job.attempts >= self.settings.max_attempts,
             checkpoints=job.checkpoints,
         )
         resumed = job.checkpoints.stages() if job.checkpoints else []
-        log.info("dispatching job", extra={"attempt": job.attempts, "url": job.url, "resumes_after": resumed})
-        attributes = {"job_id": job.id, "attempt": job.attempts, "url": job.url, "channel_id": job.channel_id}
+        log.info("dispatching job", extra={"attempt": job.claim, "url": job.url, "resumes_after": resumed})
+        attributes = {"job_id": job.id, "attempt": job.claim, "url": job.url, "channel_id": job.channel_id}
         try:
             # The job's trace starts here; composer, retrieval, llm-gateway and poster continue it.
             with tracer.span("ingest.dispatch_job", span_type="CHAIN", attributes=attributes) as span:

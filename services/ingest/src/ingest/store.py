@@ -1,8 +1,8 @@
 """The durable job store: every accepted link is a row until it ends as a reply or an outcome."""
 
+import contextlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,17 +17,20 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     case,
+    cast,
     func,
-    insert,
     inspect,
+    literal,
     literal_column,
     or_,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ingest.slack_events import SharedLink
@@ -55,6 +58,8 @@ class Job(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     outcome: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Claims so far, never refunded (attempts is, at a give-back): each claim's number fences a stale attempt.
+    claims: Mapped[int | None] = mapped_column(Integer)
     lease_token: Mapped[str | None] = mapped_column(String(32))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
     next_attempt_at: Mapped[float] = mapped_column(Float, index=True)
@@ -75,12 +80,17 @@ class ClaimedJob:
     id: str
     lease_token: str
     attempts: int
+    claim: int
     channel_id: str
     message_ts: str
     thread_ts: str
     url: str
     slack_text: str
     checkpoints: JobCheckpoints | None = None
+
+
+class StaleAttempt(Exception):
+    """A checkpoint from an attempt that no longer holds the job: its lease was taken over or given back."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,34 @@ class JobStore:
         self._now: ColumnElement[float] = literal_column(_NOW_SQL[self.engine.dialect.name], Float)
         # PostgreSQL locks the row it claims and skips rows other replicas hold; SQLite serialises writers anyway.
         self._skip_locked = self.engine.dialect.name == "postgresql"
+        # Built once, as the ack path runs them for every link: a statement built per call costs its cache key.
+        dialect_insert = postgresql.insert if self._skip_locked else sqlite.insert
+        jobs = Job.__table__
+        self._insert_job = (
+            dialect_insert(jobs)
+            .values(
+                id=bindparam("id"),
+                event_id=bindparam("event_id"),
+                channel_id=bindparam("channel_id"),
+                message_ts=bindparam("message_ts"),
+                thread_ts=bindparam("thread_ts"),
+                url=bindparam("url"),
+                slack_text=bindparam("slack_text"),
+                state=JobState.queued.value,
+                attempts=0,
+                next_attempt_at=self._now,
+                created_at=self._now,
+                timings_json="{}",
+                gate_failures_json="[]",
+            )
+            .on_conflict_do_nothing(index_elements=["channel_id", "message_ts", "url"])
+            .returning(jobs.c.id)
+        )
+        self._find_job = select(jobs.c.id).where(
+            jobs.c.channel_id == bindparam("channel_id"),
+            jobs.c.message_ts == bindparam("message_ts"),
+            jobs.c.url == bindparam("url"),
+        )
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
@@ -146,39 +184,32 @@ class JobStore:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    def warm_up(self, connections: int) -> None:
+        """Open `connections` pooled connections at once, so the first acks after a start do not each pay for one
+        (a PostgreSQL connection costs a backend's start, tens of milliseconds on a busy node)."""
+        with contextlib.ExitStack() as held:
+            for _ in range(connections):
+                held.enter_context(self.engine.connect())
+
     def enqueue(self, link: SharedLink, event_id: str | None) -> tuple[str, bool]:
-        """Insert a job for a shared link; a repeat of the same (channel, ts, url) returns the first."""
-        job_id = uuid.uuid4().hex
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(Job).values(
-                        id=job_id,
-                        event_id=event_id,
-                        channel_id=link.channel_id,
-                        message_ts=link.message_ts,
-                        thread_ts=link.thread_ts,
-                        url=link.url,
-                        slack_text=link.text,
-                        state=JobState.queued.value,
-                        attempts=0,
-                        next_attempt_at=self._now,
-                        created_at=self._now,
-                        timings_json="{}",
-                        gate_failures_json="[]",
-                    )
-                )
-            return job_id, True
-        except IntegrityError:
-            with self.engine.connect() as conn:
-                existing = conn.execute(
-                    select(Job.id).where(
-                        Job.channel_id == link.channel_id,
-                        Job.message_ts == link.message_ts,
-                        Job.url == link.url,
-                    )
-                ).scalar_one()
-            return existing, False
+        """Insert a job for a shared link; a repeat of the same (channel, ts, url) returns the first.
+
+        One transaction either way: a repeat (Slack retries any event it thinks unanswered) meets the conflict
+        without a failed INSERT, its rollback and a second connection, once half of the ack path's database time.
+        A racing first insert is waited for by PostgreSQL and serialised by SQLite, so the SELECT then finds it.
+        """
+        key = {"channel_id": link.channel_id, "message_ts": link.message_ts, "url": link.url}
+        values = key | {
+            "id": uuid.uuid4().hex,
+            "event_id": event_id,
+            "thread_ts": link.thread_ts,
+            "slack_text": link.text,
+        }
+        with self.engine.begin() as conn:
+            created = conn.execute(self._insert_job, values).scalar_one_or_none()
+            if created is not None:
+                return created, True
+            return conn.execute(self._find_job, key).scalar_one(), False
 
     def _due(self) -> ColumnElement[bool]:
         """Queued and past its backoff, or running under a lease that has run out."""
@@ -206,6 +237,7 @@ class JobStore:
                         lease_token=token,
                         lease_expires_at=self._now + lease_seconds,
                         attempts=Job.attempts + 1,
+                        claims=func.coalesce(Job.claims, Job.attempts) + 1,
                         started_at=self._now,
                     )
                 )
@@ -215,6 +247,7 @@ class JobStore:
                         id=row.id,
                         lease_token=token,
                         attempts=row.attempts,
+                        claim=row.claims,
                         channel_id=row.channel_id,
                         message_ts=row.message_ts,
                         thread_ts=row.thread_ts,
@@ -227,19 +260,35 @@ class JobStore:
     def save_checkpoints(self, job_id: str, finished: JobCheckpoints) -> list[str] | None:
         """Merge newly finished stages into the job's checkpoints; None when there is no such job.
 
-        Any attempt's output is kept, even a stale one's: it is a finished stage of the same job.
+        One UPDATE merges them in SQL: a read-modify-write let one of two concurrent saves undo the other on SQLite.
+        A save that names its attempt is kept only while that attempt holds the job (else StaleAttempt): after a
+        give-back or a takeover, the old attempt's composer may still run, and must not mix its stages into the
+        current attempt's.
         """
+        stages = finished.model_dump(mode="json", exclude_none=True, exclude={"attempt"})
+        statement = update(Job).where(Job.id == job_id).values(checkpoints_json=self._merged(stages))
+        if finished.attempt is not None:
+            current = func.coalesce(Job.claims, Job.attempts)  # a row claimed before claims were counted
+            statement = statement.where(Job.state == JobState.running.value, current == finished.attempt)
         with self.engine.begin() as conn:
-            query = select(Job.checkpoints_json).where(Job.id == job_id)
-            if self._skip_locked:
-                query = query.with_for_update()
-            row = conn.execute(query).one_or_none()
-            if row is None:
-                return None
-            saved = _checkpoints(row.checkpoints_json) or JobCheckpoints()
-            merged = saved.model_copy(update={name: value for name, value in finished if value is not None})
-            conn.execute(update(Job).where(Job.id == job_id).values(checkpoints_json=merged.model_dump_json()))
-        return merged.stages()
+            saved = conn.execute(statement.returning(Job.checkpoints_json)).scalar_one_or_none()
+            if saved is None and conn.execute(select(Job.id).where(Job.id == job_id)).first() is not None:
+                raise StaleAttempt(f"attempt {finished.attempt} no longer holds job {job_id}")
+        if saved is None:
+            return None
+        merged = _checkpoints(saved)
+        return merged.stages() if merged else []
+
+    def _merged(self, stages: dict[str, object]) -> ColumnElement[str]:
+        """The checkpoints column with each given stage replaced whole (a top-level JSON merge)."""
+        stored = func.coalesce(func.nullif(Job.checkpoints_json, ""), "{}")
+        if self.engine.dialect.name == "postgresql":
+            patch = cast(literal(json.dumps(stages)), JSONB)
+            return cast(cast(stored, JSONB).op("||", return_type=JSONB)(patch), Text)
+        pairs: list[object] = []
+        for name, value in stages.items():
+            pairs += [f"$.{name}", func.json(json.dumps(value))]
+        return func.json_set(stored, *pairs) if pairs else stored
 
     def extend_lease(self, job: ClaimedJob, lease_seconds: float) -> bool:
         """The heartbeat: push the lease on while composer works; False once another replica holds the job."""
@@ -273,12 +322,11 @@ class JobStore:
     def fail(self, job: ClaimedJob, error: str) -> bool:
         return self._update_leased(job, self._finished(Outcome.error, error))
 
-    @staticmethod
-    def _finished(outcome: Outcome, error: str | None) -> dict[str, object]:
+    def _finished(self, outcome: Outcome, error: str | None) -> dict[str, object]:
         return {
             "state": JobState.done.value,
             "outcome": outcome.value,
-            "finished_at": time.time(),
+            "finished_at": self._now,  # the database's clock, as leases and created_at: one clock for every replica
             "lease_token": None,
             "lease_expires_at": None,
             "error": error,

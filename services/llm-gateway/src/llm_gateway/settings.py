@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
@@ -24,6 +24,8 @@ class UpstreamConfig(BaseModel):
 
 
 class GatewaySettings(ServiceSettings):
+    renamed_variables: ClassVar[dict[str, str]] = {"LLM_MAX_RETRIES": "LLM_UPSTREAM_MAX_RETRIES"}
+
     data_dir: Path = Field(REPO_DATA_DIR, validation_alias="TECHNOSHARE_DATA_DIR")
     prices_file: Path | None = Field(
         None, validation_alias="LLM_PRICES_FILE", description="Defaults to model_prices.yaml in the data folder."

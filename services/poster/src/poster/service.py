@@ -1,7 +1,8 @@
-"""Exactly one reply per job, however many times composer asks."""
+"""Exactly one answer per job (a reply, a notice or a reaction), however many times composer asks."""
 
 import asyncio
 import logging
+from enum import StrEnum
 from typing import Any
 
 from prometheus_client import Counter
@@ -9,20 +10,57 @@ from prometheus_client import Counter
 from poster.settings import PosterSettings
 from poster.slack import REPLY_EVENT_TYPE, SlackPoster, SlackPostError
 from poster.store import PostState, PostStore
-from technoshare_common.schemas import PostStatus, ReplyRequest, ReplyResult
-from technoshare_common.slack_format import render_blocks, render_text
+from technoshare_common.schemas import NoticeDelivery, PostStatus, ReplyRequest, ReplyResult
+from technoshare_common.slack_format import context_block, render_blocks, render_text
 
 log = logging.getLogger(__name__)
 
-POSTS = Counter("technoshare_slack_posts_total", "Reply requests, by what became of them.", ["status", "error"])
+POSTS = Counter(
+    "technoshare_slack_posts_total",
+    "Post requests, by what became of them and their kind (reply, notice, reaction, none).",
+    ["status", "error", "kind"],
+)
+
+
+class Kind(StrEnum):
+    """What a request asks poster to do in Slack."""
+
+    reply = "reply"  # the composed reply, in the thread
+    notice = "notice"  # a short notice about an unreadable link, in the thread
+    reaction = "reaction"  # an emoji on the shared message
+    none = "none"  # nothing, deliberately
+
+
+def kind_of(request: ReplyRequest) -> Kind:
+    if request.notice is None:
+        return Kind.reply
+    return {
+        NoticeDelivery.reply: Kind.notice,
+        NoticeDelivery.reaction: Kind.reaction,
+        NoticeDelivery.none: Kind.none,
+    }[request.notice.delivery]
 
 
 def build_payload(request: ReplyRequest) -> dict[str, Any]:
+    """The arguments of the Slack call: reactions.add's for a reaction, chat.postMessage's otherwise."""
+    if request.notice is not None and request.notice.delivery == NoticeDelivery.reaction:
+        return {"channel": request.channel_id, "timestamp": request.message_ts, "name": request.notice.reaction}
+    if request.notice is not None:
+        text = request.notice.text
+        blocks = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            context_block([f"Source: <{request.source_url}>"]),
+        ]
+    else:
+        assert request.reply is not None  # ReplyRequest holds exactly one of reply and notice
+        text = render_text(request.reply)
+        blocks = render_blocks(request.reply, request.source_url, request.coverage)
     return {
         "channel": request.channel_id,
         "thread_ts": request.thread_ts,
-        "text": render_text(request.reply),
-        "blocks": render_blocks(request.reply, request.source_url, request.coverage),
+        "text": text,
+        "blocks": blocks,
+        # The same metadata for replies and notices: an interrupted attempt's message is found either way.
         "metadata": {"event_type": REPLY_EVENT_TYPE, "event_payload": {"job_id": request.job_id}},
         "unfurl_links": False,
         "unfurl_media": False,
@@ -36,17 +74,21 @@ class PosterService:
         self.slack = slack
 
     async def reply(self, request: ReplyRequest) -> ReplyResult:
+        kind = kind_of(request)
+        if kind == Kind.none:
+            POSTS.labels(PostStatus.skipped.value, "", kind.value).inc()
+            return ReplyResult(job_id=request.job_id, status=PostStatus.skipped, channel_id=request.channel_id)
         payload = build_payload(request)
         if self.slack is None:
-            POSTS.labels(PostStatus.dry_run.value, "").inc()
+            POSTS.labels(PostStatus.dry_run.value, "", kind.value).inc()
             return ReplyResult(
                 job_id=request.job_id, status=PostStatus.dry_run, channel_id=request.channel_id, payload=payload
             )
-        return await asyncio.to_thread(self._post_once, request, payload, self.slack)
+        return await asyncio.to_thread(self._post_once, request, kind, payload, self.slack)
 
-    def _post_once(self, request: ReplyRequest, payload: dict[str, Any], slack: SlackPoster) -> ReplyResult:
+    def _post_once(self, request: ReplyRequest, kind: Kind, payload: dict[str, Any], slack: SlackPoster) -> ReplyResult:
         def result(status: PostStatus, **fields: Any) -> ReplyResult:
-            POSTS.labels(status.value, fields.get("error") or "").inc()
+            POSTS.labels(status.value, fields.get("error") or "", kind.value).inc()
             return ReplyResult(job_id=request.job_id, status=status, channel_id=request.channel_id, **fields)
 
         claim = self.store.claim(
@@ -57,18 +99,24 @@ class PosterService:
         if not claim.acquired:
             return result(PostStatus.failed, error="another attempt is posting this job", retryable=True)
         try:
+            if kind == Kind.reaction:
+                # Slack itself refuses a second identical reaction, so an earlier attempt's is never doubled.
+                added = slack.react(payload)
+                self.store.mark_posted(request.job_id, None)
+                log.info("reaction added" if added else "reaction was there already", extra={"kind": kind.value})
+                return result(PostStatus.reacted if added else PostStatus.already_posted)
             if claim.previous == PostState.claimed:
-                # The last holder died mid-post: the reply may be in Slack already.
+                # The last holder died mid-post: the message may be in Slack already.
                 found = slack.find_posted(request.channel_id, request.thread_ts, request.job_id)
                 if found:
                     self.store.mark_posted(request.job_id, found)
-                    log.info("found the reply an interrupted attempt posted", extra={"message_ts": found})
+                    log.info("found the message an interrupted attempt posted", extra={"message_ts": found})
                     return result(PostStatus.already_posted, message_ts=found)
             message_ts = slack.post(payload)
         except SlackPostError as exc:
             self.store.mark_failed(request.job_id, exc.error)
-            log.error("posting failed", extra={"error": exc.error, "retryable": exc.retryable})
+            log.error("posting failed", extra={"error": exc.error, "retryable": exc.retryable, "kind": kind.value})
             return result(PostStatus.failed, error=exc.error, retryable=exc.retryable)
         self.store.mark_posted(request.job_id, message_ts)
-        log.info("reply posted", extra={"message_ts": message_ts, "channel_id": request.channel_id})
+        log.info(f"{kind.value} posted", extra={"message_ts": message_ts, "channel_id": request.channel_id})
         return result(PostStatus.posted, message_ts=message_ts)

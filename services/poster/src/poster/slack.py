@@ -1,4 +1,4 @@
-"""Posting through slack_sdk, with Slack's errors sorted into 'retry later' and 'will never work'."""
+"""Posting and reacting through slack_sdk, with Slack's errors sorted into 'retry later' and 'will never work'."""
 
 import logging
 from typing import Any
@@ -27,6 +27,16 @@ class SlackPostError(Exception):
         self.retryable = retryable
 
 
+def _api_error(exc: SlackApiError) -> SlackPostError:
+    error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+    return SlackPostError(error, error in RETRYABLE_ERRORS or exc.response.status_code >= 500)
+
+
+def _client_error(exc: Exception) -> SlackPostError:
+    """No answer from Slack (connection, timeout): worth another attempt."""
+    return SlackPostError(f"{type(exc).__name__}: {exc}", retryable=True)
+
+
 class SlackPoster:
     def __init__(self, settings: PosterSettings) -> None:
         assert settings.slack_bot_token is not None
@@ -45,14 +55,25 @@ class SlackPoster:
         try:
             response = self.client.chat_postMessage(**payload)
         except SlackApiError as exc:
-            error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
-            raise SlackPostError(error, error in RETRYABLE_ERRORS or exc.response.status_code >= 500) from exc
+            raise _api_error(exc) from exc
         except (SlackClientError, OSError) as exc:
-            raise SlackPostError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+            raise _client_error(exc) from exc
         return str(response["ts"])
 
+    def react(self, payload: dict[str, Any]) -> bool:
+        """Add the reaction; False when Slack says it is there already (an earlier attempt added it)."""
+        try:
+            self.client.reactions_add(**payload)
+        except SlackApiError as exc:
+            if exc.response.get("error") == "already_reacted":
+                return False
+            raise _api_error(exc) from exc
+        except (SlackClientError, OSError) as exc:
+            raise _client_error(exc) from exc
+        return True
+
     def find_posted(self, channel_id: str, thread_ts: str, job_id: str) -> str | None:
-        """The ts of this job's reply if an interrupted attempt did post it (found by message metadata)."""
+        """The ts of this job's reply or notice if an interrupted attempt did post it (found by message metadata)."""
         try:
             cursor = None
             while True:

@@ -82,7 +82,8 @@ class PostStore:
             )
             return Claim(acquired=taken.rowcount == 1, previous=state, claimed_at=row.claimed_at)
 
-    def mark_posted(self, job_id: str, message_ts: str) -> None:
+    def mark_posted(self, job_id: str, message_ts: str | None) -> None:
+        """Done for good; a reaction has no message of its own, so no ts."""
         self._set(job_id, state=PostState.posted.value, message_ts=message_ts, posted_at=time.time(), error=None)
 
     def mark_failed(self, job_id: str, error: str) -> None:

@@ -39,6 +39,9 @@ _BLOCKED_NETWORKS = tuple(
     )
 )
 
+# getaddrinfo's answers for a name that does not exist (EAI_NODATA is glibc's, absent elsewhere).
+_NO_SUCH_NAME = frozenset(code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None)
+
 TEXT_CONTENT_TYPES = frozenset(
     {
         "text/html",
@@ -56,13 +59,39 @@ TEXT_CONTENT_TYPES = frozenset(
 )
 
 
-class FetchError(Exception):
-    """The link could not be read; `kind` says why, for metrics and the job's outcome."""
+# What a thread reply may say when the link cannot be read, by kind: no address, host or internal URL in it.
+PUBLIC_MESSAGES = {
+    "not_found": "The page does not exist.",
+    "http_status": "The site refused to serve the page.",
+    "server_error": "The site answered with an error of its own; it may be temporary.",
+    "rate_limited": "The site is limiting requests for now.",
+    "timeout": "The site took too long to answer.",
+    "unreachable": "The site could not be reached; it may be down for now.",
+    "dns": "The link's host name does not exist.",
+    "blocked": "The link points to a private or local network address, which is never read.",
+    "content_type": "The link is not a web page or a text document.",
+    "too_large": "The page is too large to read.",
+    "redirects": "The link redirects too many times.",
+    "parse": "The source answered with content that could not be read.",
+    "unsupported": "The link is not of a kind that can be read.",
+}
+# The site may answer later: a retry, not a "dead link" reply.
+TRANSIENT_KINDS = frozenset({"server_error", "rate_limited", "timeout", "unreachable"})
 
-    def __init__(self, kind: str, message: str, status_code: int | None = None) -> None:
+
+class FetchError(Exception):
+    """The link could not be read: `kind` says why (metrics, the job's outcome), `public` says it in words a
+    thread reply can carry (naming no address), and the exception's own message keeps the details operators need."""
+
+    def __init__(self, kind: str, message: str, status_code: int | None = None, *, public: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.status_code = status_code
+        self.public = public or PUBLIC_MESSAGES.get(kind, "The link could not be read.")
+
+    @property
+    def transient(self) -> bool:
+        return self.kind in TRANSIENT_KINDS
 
 
 def blocked_reason(ip: IPAddress) -> str | None:
@@ -116,8 +145,11 @@ class SafeFetcher:
             async with asyncio.timeout(self.settings.fetch_timeout_seconds):
                 return await self._follow(url, headers or {}, content_types)
         except TimeoutError as exc:
+            seconds = self.settings.fetch_timeout_seconds
             raise FetchError(
-                "timeout", f"fetching {url} took longer than {self.settings.fetch_timeout_seconds}s"
+                "timeout",
+                f"fetching {url} took longer than {seconds}s",
+                public=f"The site did not answer within {seconds:g} seconds.",
             ) from exc
 
     async def _follow(self, url: str, headers: dict[str, str], content_types: frozenset[str]) -> FetchedPage:
@@ -133,7 +165,7 @@ class SafeFetcher:
             try:
                 response = await self._client.send(request, stream=True)
             except httpx.TransportError as exc:
-                raise FetchError("unreachable", f"could not connect to {target.host}: {type(exc).__name__}") from exc
+                raise _transport_error(exc, f"could not connect to {target.host}") from exc
             try:
                 if response.is_redirect:
                     location = response.headers.get("location")
@@ -142,29 +174,43 @@ class SafeFetcher:
                     current = urljoin(current, location)
                     continue
                 if response.status_code >= 400:
-                    raise FetchError(
-                        "http_status", f"{current} answered HTTP {response.status_code}", response.status_code
-                    )
+                    raise _status_error(current, response.status_code)
                 content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
                 if content_type not in content_types:
-                    raise FetchError("content_type", f"{current} is {content_type or 'untyped'}, not a text page")
+                    what = content_type or "of no declared type"
+                    raise FetchError(
+                        "content_type",
+                        f"{current} is {content_type or 'untyped'}, not a text page",
+                        public=f"The link is {what}, not a web page or a text document.",
+                    )
                 body = await self._read_capped(response, current)
                 return FetchedPage(current, response.status_code, content_type, body)
+            except httpx.TransportError as exc:
+                raise _transport_error(exc, f"the connection to {target.host} broke while reading") from exc
             finally:
                 await response.aclose()
-        raise FetchError("redirects", f"more than {self.settings.fetch_max_redirects} redirects from {url}")
+        hops = self.settings.fetch_max_redirects
+        raise FetchError(
+            "redirects", f"more than {hops} redirects from {url}", public=f"The link redirects more than {hops} times."
+        )
 
     async def _pin(self, url: httpx.URL) -> str:
         if url.scheme not in ("http", "https"):
-            raise FetchError("blocked", f"scheme {url.scheme!r} is not allowed; only http and https")
+            raise FetchError(
+                "blocked",
+                f"scheme {url.scheme!r} is not allowed; only http and https",
+                public=f"Only http and https links are read, not {url.scheme}.",
+            )
         host = url.host
         if not host:
-            raise FetchError("blocked", "URL has no host")
+            raise FetchError("blocked", "URL has no host", public="The link has no host.")
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise FetchError("unreachable", f"cannot resolve {host}: {exc}") from exc
+            # A name that does not exist will not start to; any other resolver failure may pass.
+            kind = "dns" if isinstance(exc, socket.gaierror) and exc.errno in _NO_SUCH_NAME else "unreachable"
+            raise FetchError(kind, f"cannot resolve {host}: {exc}") from exc
         # An IP family's sockaddr starts with the address as text (typeshed allows an int for other families).
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         if not addresses:
@@ -178,16 +224,39 @@ class SafeFetcher:
     async def _read_capped(self, response: httpx.Response, url: str) -> bytes:
         limit = self.settings.fetch_max_bytes
         declared = response.headers.get("content-length")
+        public = f"The page is larger than the {_size(limit)} a link may have."
         if declared and declared.isdigit() and int(declared) > limit:
-            raise FetchError("too_large", f"{url} declares {declared} bytes, over the {limit}-byte cap")
+            raise FetchError("too_large", f"{url} declares {declared} bytes, over the {limit}-byte cap", public=public)
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > limit:
-                raise FetchError("too_large", f"{url} is over the {limit}-byte cap")
+                raise FetchError("too_large", f"{url} is over the {limit}-byte cap", public=public)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _status_error(url: str, status: int) -> FetchError:
+    message = f"{url} answered HTTP {status}"
+    if status in (404, 410):
+        gone = "does not exist" if status == 404 else "has been removed"
+        return FetchError("not_found", message, status, public=f"The page {gone} (HTTP {status}).")
+    if status == 429:
+        return FetchError("rate_limited", message, status, public="The site is limiting requests for now (HTTP 429).")
+    if status >= 500:
+        public = f"The site answered with an error of its own (HTTP {status}); it may be temporary."
+        return FetchError("server_error", message, status, public=public)
+    return FetchError("http_status", message, status, public=f"The site refused to serve the page (HTTP {status}).")
+
+
+def _transport_error(exc: httpx.TransportError, what: str) -> FetchError:
+    kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+    return FetchError(kind, f"{what}: {type(exc).__name__}")
+
+
+def _size(limit: int) -> str:
+    return f"{limit / 1_048_576:g} MB" if limit >= 1_048_576 else f"{limit} bytes"
 
 
 def _host_header(url: httpx.URL) -> str:

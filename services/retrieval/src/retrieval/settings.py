@@ -34,6 +34,11 @@ class RetrievalSettings(ServiceSettings):
         validation_alias="ARXIV_API_URL",
         description="arXiv's export API (the sample site offline).",
     )
+    arxiv_html_url: str = Field(
+        "https://arxiv.org/html",
+        validation_alias="ARXIV_HTML_URL",
+        description="arXiv's HTML full text, read as <url>/<id> after the abstract (the sample site offline).",
+    )
     github_api_url: str = Field(
         "https://api.github.com",
         validation_alias="GITHUB_API_URL",

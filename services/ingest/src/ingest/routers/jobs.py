@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ingest.dependencies import get_store
-from ingest.store import JobStore
+from ingest.store import JobStore, StaleAttempt
 from technoshare_common.auth import require_service_token
 from technoshare_common.schemas import CheckpointSaved, JobCheckpoints, JobList, JobView
 
@@ -25,8 +25,14 @@ async def get_job(job_id: str, store: Annotated[JobStore, Depends(get_store)]) -
 async def save_checkpoints(
     job_id: str, finished: JobCheckpoints, store: Annotated[JobStore, Depends(get_store)]
 ) -> CheckpointSaved:
-    """composer reports each finished stage here, so a later attempt of the job resumes after it."""
-    stages = await asyncio.to_thread(store.save_checkpoints, job_id, finished)
+    """composer reports each finished stage here, so a later attempt of the job resumes after it.
+
+    409 when the saving attempt no longer holds the job: another attempt runs it, and its stages are the ones kept.
+    """
+    try:
+        stages = await asyncio.to_thread(store.save_checkpoints, job_id, finished)
+    except StaleAttempt as exc:
+        raise HTTPException(409, detail=str(exc)) from exc
     if stages is None:
         raise HTTPException(404, detail=f"no job {job_id}")
     return CheckpointSaved(job_id=job_id, stages=stages)

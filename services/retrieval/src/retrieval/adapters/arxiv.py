@@ -1,20 +1,35 @@
-"""arXiv papers through the export API (Atom), by identifier: title, authors, abstract, categories."""
+"""arXiv papers: title, authors, abstract and categories from the export API (Atom), then the body of the
+paper from arXiv's HTML full text when it has one (older papers have none: the abstract alone, coverage partial)."""
 
+import asyncio
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlparse
 
 from defusedxml import ElementTree
 
+from retrieval.adapters.arxiv_html import latexml_sections
 from retrieval.adapters.base import AdapterBase
-from retrieval.evidence import build_evidence
+from retrieval.evidence import FULL_TEXT_MIN_CHARS, Section, build_evidence
 from retrieval.fetcher import FetchError
 from technoshare_common.schemas import Evidence, Snippet, Source
+
+log = logging.getLogger(__name__)
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _ARXIV = "{http://arxiv.org/schemas/atom}"
 _ID = re.compile(r"^/(?:abs|pdf|html)/((?:\d{4}\.\d{4,5})|(?:[a-z\-]+(?:\.[A-Z]{2})?/\d{7}))(v\d+)?(?:\.pdf)?/?$")
 _HOSTS = frozenset({"arxiv.org", "www.arxiv.org", "export.arxiv.org"})
+
+
+@dataclass(frozen=True)
+class FullText:
+    """What the HTML full text gave: the body's sections (none when unread), the page read, and why."""
+
+    sections: list[Section]
+    url: str
+    status: str  # "read", "none" (arXiv has no HTML for the paper), "empty", or the fetch's failure kind
 
 
 @dataclass(frozen=True)
@@ -79,30 +94,60 @@ class ArxivAdapter(AdapterBase):
         except ElementTree.ParseError as exc:
             raise FetchError("parse", f"arXiv API answered with invalid Atom: {exc}") from exc
 
+    async def _full_text(self, identifier: str) -> FullText:
+        """The paper's body; a failure leaves the abstract alone, it never fails the evidence."""
+        url = f"{self.settings.arxiv_html_url.rstrip('/')}/{identifier}"
+        try:
+            page = await self.fetcher.fetch(url)
+        except FetchError as exc:
+            if exc.kind != "not_found":
+                log.warning("arXiv full text unread", extra={"arxiv_id": identifier, "error": str(exc)})
+            return FullText([], url, "none" if exc.kind == "not_found" else exc.kind)
+        # A large page takes a while to parse; keep the event loop free for other requests.
+        sections = await asyncio.to_thread(latexml_sections, page.text())
+        if sum(len(p) for s in sections for p in s.paragraphs) < FULL_TEXT_MIN_CHARS:
+            return FullText([], page.url, "empty")
+        return FullText(sections, page.url, "read")
+
     async def evidence(self, url: str) -> Evidence:
         identifier = arxiv_id(url)
         if identifier is None:
             raise FetchError("unsupported", f"{url} is not an arXiv paper link")
-        entries = await self._query(id_list=identifier, max_results="1")
-        if not entries:
-            raise FetchError("not_found", f"arXiv has no paper {identifier}")
+        # The full text is read alongside the API call, so a paper costs one fetch's time, not two.
+        reading = asyncio.create_task(self._full_text(identifier))
+        try:
+            entries = await self._query(id_list=identifier, max_results="1")
+            if not entries:
+                raise FetchError(
+                    "not_found", f"arXiv has no paper {identifier}", public=f"arXiv has no paper {identifier}."
+                )
+        except BaseException:
+            reading.cancel()
+            raise
         entry = entries[0]
+        full_text = await reading
+        sources = [Source(url=entry.abs_url, title=entry.title), Source(url=entry.pdf_url, title="PDF")]
+        if full_text.sections:
+            sources.append(Source(url=full_text.url, title="Full text (HTML)"))
         return build_evidence(
             self.settings,
             url=url,
             final_url=entry.abs_url,
             adapter_name=self.name,
             title=entry.title,
-            text=entry.abstract,
+            # The abstract first: the authors' own summary of the paper.
+            sections=[Section("Abstract", (entry.abstract,)), *full_text.sections],
             authors=entry.authors,
-            sources=[Source(url=entry.abs_url, title=entry.title), Source(url=entry.pdf_url, title="PDF")],
+            sources=sources,
             metadata={
                 "arxiv_id": entry.arxiv_id,
                 "categories": ", ".join(entry.categories),
                 "published": entry.published,
                 "authors": ", ".join(entry.authors),
+                "full_text": full_text.status,
             },
-            partial_by_nature=True,  # the abstract, not the paper
+            partial_by_nature=not full_text.sections,  # the abstract, not the paper
+            read_whole=bool(full_text.sections),
         )
 
     async def search(self, query: str, max_results: int) -> tuple[list[Source], list[Snippet]]:

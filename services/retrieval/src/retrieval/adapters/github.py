@@ -1,11 +1,11 @@
-"""GitHub repositories through the REST API: metadata and README (GITHUB_TOKEN optional)."""
+"""GitHub repositories through the REST API: metadata, then the README's sections as prose (GITHUB_TOKEN optional)."""
 
 import json
 import re
 from urllib.parse import urlparse
 
 from retrieval.adapters.base import AdapterBase
-from retrieval.evidence import build_evidence, markdown_to_text
+from retrieval.evidence import Section, build_evidence, markdown_inline, markdown_sections
 from retrieval.fetcher import FetchError
 from technoshare_common.schemas import Evidence, Source
 
@@ -45,7 +45,13 @@ class GitHubAdapter(AdapterBase):
             raise FetchError("unsupported", f"{url} is not a GitHub repository link")
         owner, repo = found
         api = f"{self.settings.github_api_url.rstrip('/')}/repos/{owner}/{repo}"
-        meta_page = await self.fetcher.fetch(api, headers=self._headers("application/vnd.github+json"))
+        try:
+            meta_page = await self.fetcher.fetch(api, headers=self._headers("application/vnd.github+json"))
+        except FetchError as exc:
+            if exc.kind != "not_found":
+                raise
+            public = f"GitHub has no public repository {owner}/{repo}."
+            raise FetchError("not_found", str(exc), exc.status_code, public=public) from exc
         try:
             meta = json.loads(meta_page.body)
         except ValueError as exc:
@@ -54,19 +60,22 @@ class GitHubAdapter(AdapterBase):
             readme_page = await self.fetcher.fetch(
                 f"{api}/readme", headers=self._headers("application/vnd.github.raw+json")
             )
-            readme = markdown_to_text(readme_page.text())
+            readme = markdown_sections(readme_page.text())
         except FetchError as exc:
             if exc.status_code != 404:
                 raise
-            readme = ""
+            readme = []
         html_url = meta.get("html_url") or f"https://github.com/{owner}/{repo}"
-        description = meta.get("description") or ""
+        description = markdown_inline(meta.get("description") or "")
+        # A sentence of its own, so that the header's sentences split where they should.
+        stated = description if description.endswith((".", "!", "?")) or not description else f"{description}."
         topics = meta.get("topics") or []
         license_name = (meta.get("license") or {}).get("spdx_id") or ""
+        full_name = meta.get("full_name", f"{owner}/{repo}")
         header = " ".join(
             part
             for part in (
-                f"{meta.get('full_name', f'{owner}/{repo}')}: {description}".strip(),
+                f"{full_name}: {stated}" if description else full_name,
                 f"Primary language: {meta['language']}." if meta.get("language") else "",
                 f"Topics: {', '.join(topics)}." if topics else "",
             )
@@ -77,9 +86,9 @@ class GitHubAdapter(AdapterBase):
             url=url,
             final_url=html_url,
             adapter_name=self.name,
-            title=f"{meta.get('full_name', f'{owner}/{repo}')}" + (f": {description}" if description else ""),
-            text=f"{header}\n\n{readme}" if readme else "",
-            sources=[Source(url=html_url, title=meta.get("full_name", f"{owner}/{repo}"))],
+            title=full_name + (f": {description}" if description else ""),
+            sections=[Section("", (header,)), *readme] if readme else [],
+            sources=[Source(url=html_url, title=full_name)],
             metadata={
                 "stars": str(meta.get("stargazers_count", "")),
                 "language": meta.get("language") or "",

@@ -15,8 +15,11 @@ def get_service(request: Request) -> RetrievalService:
 
 
 def _unprocessable(exc: FetchError) -> HTTPException:
-    # 422: the link itself cannot be read; retrying the job would not change that.
-    return HTTPException(422, detail={"kind": exc.kind, "message": str(exc)})
+    """422: the link cannot be read. `message` may go into a thread reply (it names no address), `transient` says
+    the site may answer later (5xx, 429, timeout, unreachable), `detail` is for operators and may name addresses."""
+    return HTTPException(
+        422, detail={"kind": exc.kind, "message": exc.public, "transient": exc.transient, "detail": str(exc)}
+    )
 
 
 @router.post("/evidence")

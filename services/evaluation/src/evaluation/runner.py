@@ -1,11 +1,14 @@
 """Runs the suite: every example through the pipeline as a dry run (pinned evidence, never posted), scored
-with mlflow.genai.evaluate, summarised into a pass rate, and logged to the `technoshare_eval` experiment."""
+with mlflow.genai.evaluate, summarised into pass rates (all hard scorers, all gates, the structural gates alone,
+each gate), and logged to the `technoshare_eval` experiment with the recorded replies' check."""
 
 import asyncio
+import dataclasses
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,20 +19,28 @@ from mlflow.entities import LoggedModelInput
 from mlflow.genai.scorers import Scorer
 
 from composer.app_version import AppVersions, app_config, version_name
-from composer.evaluation.dataset import EvalDataset, EvalExample
-from composer.evaluation.scorers import HARD_SCORERS
+from composer.compose import MODE_PROMPTS
+from composer.content_gates import GateContext
+from composer.gates import GATE_NAMES
 from composer.llm import LLMClient
-from composer.pipeline import STAGE_A_PROMPT, STAGE_B_PROMPT, Pipeline
+from composer.pipeline import Pipeline
 from composer.projects import load_projects
 from composer.prompts import PromptRegistry, PromptStore
 from composer.settings import ComposerSettings
+from evaluation.dataset import EvalDataset, EvalExample
+from evaluation.negatives import NegativesReport
+from evaluation.scorers import HARD_SCORERS, STRUCTURAL_GATES, SentenceSupport, sentence_supports
 from technoshare_common.http import ServiceClient
 from technoshare_common.schemas import ComposeRequest, ComposeResult, Outcome
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "technoshare_eval"
-PROMPTS = (STAGE_A_PROMPT, STAGE_B_PROMPT)
+
+
+def prompt_names(settings: ComposerSettings) -> tuple[str, ...]:
+    """The prompts the configured compose mode reads, whose versions a run is compared and promoted by."""
+    return MODE_PROMPTS[settings.resolved_compose_mode()]
 
 
 @dataclass
@@ -44,10 +55,16 @@ class ExampleResult:
     text: str | None
     seconds: float
     tokens: int
+    hard: tuple[str, ...] = HARD_SCORERS  # the hard scorers of the run (a content gate can be switched off)
+    unsupported: list[SentenceSupport] = field(default_factory=list)  # under the grounded gate's threshold
+
+    def passes(self, names: Sequence[str]) -> bool:
+        """Whether every hard scorer of the run among `names` passed."""
+        return all(self.scores.get(name) == 1.0 for name in names if name in self.hard)
 
     @property
     def passed(self) -> bool:
-        return all(self.scores.get(name) == 1.0 for name in HARD_SCORERS)
+        return self.passes(self.hard)
 
     @property
     def passed_without_repair(self) -> bool:
@@ -63,6 +80,11 @@ class EvalSummary:
     run_id: str | None = None
     seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
+    negatives: NegativesReport | None = None
+
+    @property
+    def hard(self) -> tuple[str, ...]:
+        return self.results[0].hard if self.results else HARD_SCORERS
 
     @property
     def total(self) -> int:
@@ -76,9 +98,15 @@ class EvalSummary:
     def pass_rate(self) -> float:
         return self.passed / self.total if self.total else 0.0
 
+    def share(self, names: Sequence[str]) -> float:
+        """The share of examples passing every hard scorer among `names`."""
+        return sum(result.passes(names) for result in self.results) / max(self.total, 1)
+
     def summary_metrics(self) -> dict[str, float]:
         metrics = {
             "overall_pass_rate": self.pass_rate,
+            "gates_pass_rate": self.share(GATE_NAMES),
+            "structural_pass_rate": self.share(STRUCTURAL_GATES),
             "total_examples": float(self.total),
             "passed_examples": float(self.passed),
             "failed_examples": float(self.total - self.passed),
@@ -88,11 +116,14 @@ class EvalSummary:
             "total_tokens": float(sum(r.tokens for r in self.results)),
         }
         scorer_names = sorted({name for result in self.results for name in result.scores})
-        for name in scorer_names:
+        for name in scorer_names:  # a hard scorer's mean is its pass rate
             values = [result.scores[name] for result in self.results if name in result.scores]
-            metrics[f"{name}_mean"] = sum(values) / len(values)
+            metrics[f"{name}_{'pass_rate' if name in HARD_SCORERS else 'mean'}"] = sum(values) / len(values)
         for result in self.results:
             metrics |= {f"{result.id}_{name}": value for name, value in result.scores.items()}
+            metrics[f"{result.id}_unsupported_sentences"] = float(len(result.unsupported))
+        if self.negatives is not None:
+            metrics |= self.negatives.metrics()
         return metrics
 
 
@@ -115,7 +146,7 @@ def build_pipeline(settings: ComposerSettings, alias: str) -> tuple[Pipeline, Pr
     registry = PromptRegistry(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
     prompts = PromptStore(settings.prompts_dir, registry, alias=alias)
     if registry is not None:
-        for name in PROMPTS:  # the versions at the alias, now: an eval must not run on the YAML by accident
+        for name in prompt_names(settings):  # the versions at the alias, now: never the YAML by accident
             prompts.pin(name)
     llm = LLMClient(settings)
     unused = ServiceClient("unused", "http://127.0.0.1:9", settings)
@@ -167,6 +198,7 @@ def evaluation_rows(examples: list[EvalExample], results: list[ComposeResult]) -
                 "reply": result.reply.model_dump(mode="json") if result.reply else None,
                 "text": result.text,
                 "outcome": result.outcome.value,
+                "compose_mode": result.compose_mode,
                 "repaired": result.repaired,
                 "error": result.error,
                 "gates": [gate.model_dump(mode="json") for gate in result.gates],
@@ -204,10 +236,13 @@ def run_suite(
     dataset: EvalDataset,
     alias: str,
     scorers: list[Scorer],
+    contexts: Mapping[str, GateContext],
     concurrency: int = 1,
     composer_url: str | None = None,
+    negatives: NegativesReport | None = None,
 ) -> EvalSummary:
-    """Composes and scores every example with the prompts at `alias`, logging one run to technoshare_eval.
+    """Composes and scores every example with the prompts at `alias`, logging one run to technoshare_eval
+    (with the recorded replies' check, `negatives`, when given).
 
     With `composer_url`, a running composer composes (with its own prompts, models and gates).
     """
@@ -218,7 +253,7 @@ def run_suite(
         versions = next((r.prompt_versions for r in results if r.prompt_versions), {})
     else:
         pipeline, prompts, llm = build_pipeline(settings, alias)
-        versions = {name: prompts.get(name).version for name in PROMPTS}
+        versions = {name: prompts.get(name).version for name in prompt_names(settings)}
         results = asyncio.run(_compose_then_close(pipeline, llm, dataset.examples, concurrency))
     config = app_config(settings, versions)
     app_version = version_name(config)
@@ -229,6 +264,7 @@ def run_suite(
     )
     rows = evaluation_rows(dataset.examples, results)
     experiment = mlflow.set_experiment(EXPERIMENT)
+    hard = tuple(s.name for s in scorers if s.name in HARD_SCORERS)
     with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"eval {alias} {app_version}") as run:
         scored = score(rows, scorers, model_id)
         summary = EvalSummary(
@@ -247,10 +283,17 @@ def run_suite(
                     text=result.text,
                     seconds=result.timings.get("total", 0.0),
                     tokens=result.usage.total_tokens,
+                    hard=hard,
+                    unsupported=[
+                        support
+                        for support in sentence_supports(row["outputs"]["reply"], contexts[example.id].evidence)
+                        if support.score < settings.gate_min_support
+                    ],
                 )
-                for example, result, example_scores in zip(dataset.examples, results, scored, strict=True)
+                for example, result, row, example_scores in zip(dataset.examples, results, rows, scored, strict=True)
             ],
             run_id=run.info.run_id,
+            negatives=negatives,
         )
         summary.seconds = time.perf_counter() - started
         summary.metrics = summary.summary_metrics()
@@ -334,6 +377,11 @@ def results_document(summary: EvalSummary, comparison: dict[str, Any] | None = N
         "app_version": summary.app_version,
         "prompt_versions": summary.prompt_versions,
         "overall_pass_rate": summary.pass_rate,
+        "gates_pass_rate": summary.metrics.get("gates_pass_rate"),
+        "structural_pass_rate": summary.metrics.get("structural_pass_rate"),
+        "pass_rates": {name: summary.metrics[f"{name}_pass_rate"] for name in HARD_SCORERS if name in summary.hard},
+        "grounding_mean": summary.metrics.get("grounding_mean"),
+        "negatives": summary.negatives.document() if summary.negatives is not None else None,
         "total_examples": summary.total,
         "passed_examples": summary.passed,
         "failed_examples": summary.total - summary.passed,
@@ -349,6 +397,7 @@ def results_document(summary: EvalSummary, comparison: dict[str, Any] | None = N
                 "repaired": r.repaired,
                 "scores": r.scores,
                 "rationales": r.rationales,
+                "unsupported_sentences": [dataclasses.asdict(support) for support in r.unsupported],
                 "error": r.error,
                 "reply_text": r.text,
                 "seconds": r.seconds,

@@ -1,12 +1,13 @@
 """The evaluation suite: data/eval_dataset.json through the pipeline as a dry run, scored with
-mlflow.genai.evaluate, logged to the MLflow experiment `technoshare_eval`.
+mlflow.genai.evaluate, logged to the MLflow experiment `technoshare_eval`; and the recorded replies of
+data/eval_replies.json through the gates, every bad one of which must be refused.
 
-    make eval                                            # prompts at @prod, against the local stack
-    python scripts/run_eval.py --alias candidate         # also runs @prod on the same examples and compares
-    python scripts/run_eval.py --alias candidate --promote   # then moves @prod to the candidate if it is better
+    make eval                                          # prompts at @prod, in the local stack's environment
+    technoshare-eval --alias candidate                 # also runs @prod on the same examples and compares
+    technoshare-eval --alias candidate --promote       # then moves @prod to the candidate if it is better
 
-Exit status: 0 when the pass rate reaches --min-pass-rate and nothing regressed beyond --tolerance,
-1 when it does not, 2 on bad input (dataset, aliases, MLflow unreachable).
+Exit status: 0 when the pass rate reaches --min-pass-rate, nothing regressed beyond --tolerance and every
+recorded bad reply is refused; 1 when not; 2 on bad input (dataset, replies, aliases, MLflow unreachable).
 """
 
 import argparse
@@ -17,16 +18,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from technoshare_common.settings import REPO_DATA_DIR
+
 if TYPE_CHECKING:
-    from composer.evaluation.runner import EvalSummary
+    from evaluation.runner import EvalSummary
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+DEFAULT_OUTPUT = REPO_DATA_DIR.parent / ".run" / "eval_results.json"
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", type=Path, default=ROOT / "data" / "eval_dataset.json")
+    parser.add_argument("--dataset", type=Path, default=None, help="default: eval_dataset.json in the data folder")
+    parser.add_argument(
+        "--replies", type=Path, default=None, help="recorded good and bad replies (default: eval_replies.json there)"
+    )
     parser.add_argument("--alias", default="prod", help="prompt alias to evaluate (default prod)")
     parser.add_argument("--baseline", default="prod", help="alias the candidate is compared with (default prod)")
     parser.add_argument("--min-pass-rate", type=float, default=0.8, help="fail below this pass rate (0.8)")
@@ -35,9 +40,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=1, help="examples composed at once (1)")
     parser.add_argument("--repair-attempts", type=int, default=None, help="override GATE_REPAIR_ATTEMPTS")
     parser.add_argument("--judge-model", default=os.environ.get("EVAL_JUDGE_MODEL"), help="LLM judge (optional)")
-    parser.add_argument("--output", type=Path, default=ROOT / ".run" / "eval_results.json")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--promote", action="store_true", help="move prod to the evaluated alias if it passes")
-    parser.add_argument("--local-stack", action="store_true", help="use the local stack's settings (make eval)")
     parser.add_argument(
         "--composer-url",
         default=os.environ.get("EVAL_COMPOSER_URL"),
@@ -48,11 +52,12 @@ def parse_args() -> argparse.Namespace:
         default=os.environ.get("EVAL_PUSHGATEWAY_URL"),
         help="push the pass rate to this Prometheus Pushgateway (host:port)",
     )
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main() -> int:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> int:
+    """The `technoshare-eval` command (make eval, make promote, the chart's eval CronJob)."""
+    args = parse_args(argv)
     if args.promote and args.baseline != "prod":
         print("--promote compares with prod: leave --baseline at prod", file=sys.stderr)
         return 2
@@ -60,37 +65,38 @@ def main() -> int:
         print("--composer-url evaluates what that composer serves; compare aliases in-process", file=sys.stderr)
         return 2
     compare = args.baseline != args.alias
-    if args.local_stack:
-        import stack
-
-        os.environ |= {key: value for key, value in stack.service_env().items() if key not in os.environ}
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from technoshare_common.tracing import lean_mlflow_client
 
-    lean_mlflow_client()
+    lean_mlflow_client()  # before mlflow is imported
     import mlflow
 
-    from composer.evaluation import runner
-    from composer.evaluation.dataset import DatasetError, load_dataset
-    from composer.evaluation.scorers import hard_scorers, llm_judge, soft_scorers
     from composer.gates import GateConfig
     from composer.projects import load_projects
     from composer.prompts import PromptRegistry
     from composer.settings import ComposerSettings
+    from evaluation import runner
+    from evaluation.dataset import DatasetError, load_dataset
+    from evaluation.negatives import check_recorded_replies, load_recorded_replies
+    from evaluation.scorers import gate_contexts, hard_scorers, llm_judge, soft_scorers
 
     settings = ComposerSettings()
-    if not settings.mlflow_tracking_uri:
+    tracking_uri = settings.mlflow_tracking_uri
+    if not tracking_uri:
         print("MLFLOW_TRACKING_URI is not set (make eval starts the local stack and sets it)", file=sys.stderr)
         return 2
     updates: dict[str, object] = {"stage_a_tools": False}  # tools would fetch live pages: inputs stay pinned
     if args.repair_attempts is not None:
         updates["repair_attempts"] = args.repair_attempts
     settings = settings.model_copy(update=updates)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
 
-    themes = {project.theme for project in load_projects(settings.projects_file)}
+    projects = load_projects(settings.projects_file)
+    themes = {project.theme for project in projects}
     try:
-        dataset = load_dataset(args.dataset, themes)
+        dataset = load_dataset(args.dataset or settings.data_dir / "eval_dataset.json", themes)
+        contexts = gate_contexts(dataset.examples, projects)  # every example: recorded replies may use any
+        replies = load_recorded_replies(args.replies or settings.data_dir / "eval_replies.json", set(contexts))
     except DatasetError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -100,27 +106,30 @@ def main() -> int:
     judge = None
     if args.judge_model:
         judge = llm_judge(settings.llm_gateway_url, settings.internal_token_value() or "local", args.judge_model)
-    scorers = hard_scorers(gates) + soft_scorers(judge)
+    scorers = hard_scorers(gates, contexts) + soft_scorers(gates, contexts, judge)
+    negatives = check_recorded_replies(replies, gates, contexts)
 
-    registry = PromptRegistry(settings.mlflow_tracking_uri)
+    registry = PromptRegistry(tracking_uri)
     # Through a composer, its prompts are what it serves (the registry's, or its YAML): nothing to check here.
     aliases = [] if args.composer_url else [args.alias] + ([args.baseline] if compare else [])
     try:
         for alias in aliases:
-            for name in runner.PROMPTS:
+            for name in runner.prompt_names(settings):
                 if registry.alias_version(name, alias) is None:
-                    print(f"prompt {name} has no alias @{alias} (scripts/prompt_alias.py set …)", file=sys.stderr)
+                    print(f"prompt {name} has no alias @{alias} (technoshare-prompt-alias set …)", file=sys.stderr)
                     return 2
     except Exception as exc:
-        print(f"MLflow at {settings.mlflow_tracking_uri} is unreachable: {exc}", file=sys.stderr)
+        print(f"MLflow at {tracking_uri} is unreachable: {exc}", file=sys.stderr)
         return 2
 
-    summary = runner.run_suite(settings, dataset, args.alias, scorers, args.concurrency, args.composer_url)
+    summary = runner.run_suite(
+        settings, dataset, args.alias, scorers, contexts, args.concurrency, args.composer_url, negatives
+    )
     print_summary(summary)
     comparison = None
     regressed = False
     if compare:
-        baseline = runner.run_suite(settings, dataset, args.baseline, scorers, args.concurrency)
+        baseline = runner.run_suite(settings, dataset, args.baseline, scorers, contexts, args.concurrency)
         print_summary(baseline)
         compared = runner.Comparison(baseline, args.tolerance)
         regressed = compared.regressed(summary)
@@ -134,14 +143,17 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(runner.results_document(summary, comparison), indent=2, ensure_ascii=False))
 
-    passed = summary.pass_rate >= args.min_pass_rate and not regressed
     reasons = []
     if summary.pass_rate < args.min_pass_rate:
         reasons.append(f"pass rate {summary.pass_rate:.1%} is below {args.min_pass_rate:.0%}")
     if regressed:
         reasons.append(f"@{args.alias} regressed against @{args.baseline}")
+    if not negatives.all_refused:
+        accepted = [f"{v.example_id} ({', '.join(v.missed) or 'every gate passed'})" for v in negatives.accepted]
+        reasons.append(f"the gates accept recorded bad replies: {'; '.join(accepted)}")
+    passed = not reasons
     print(f"\n{'PASS' if passed else 'FAIL'}: " + ("; ".join(reasons) or f"pass rate {summary.pass_rate:.1%}"))
-    print(f"results: {args.output}; MLflow run {runner.run_link(settings.mlflow_tracking_uri, summary)}")
+    print(f"results: {args.output}; MLflow run {runner.run_link(tracking_uri, summary)}")
     if args.promote:
         if args.alias == "prod":
             print("nothing to promote: the evaluated alias is prod")
@@ -162,11 +174,10 @@ def print_summary(summary: "EvalSummary") -> None:
         print(f"  {mark}  {result.id:<40} {result.outcome:<12} repaired={result.repaired!s:<5} below 1: {failed}")
     metrics = summary.metrics
     print(
-        f"  pass rate {metrics['overall_pass_rate']:.1%} ({summary.passed}/{summary.total}); without repair "
-        f"{metrics['pass_rate_without_repair']:.1%}; grounding {metrics.get('grounding_mean', 0):.2f}; "
-        f"relevance {metrics.get('relevance_mean', 0):.2f}"
+        f"  pass rate {metrics['overall_pass_rate']:.1%} ({summary.passed}/{summary.total}); structural gates only "
+        f"{metrics['structural_pass_rate']:.1%}; without repair {metrics['pass_rate_without_repair']:.1%}; "
+        f"grounding {metrics['grounding_mean']:.2f}"
     )
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if summary.negatives is not None:
+        negatives = summary.negatives
+        print(f"  recorded bad replies refused: {negatives.refused_count}/{len(negatives.bad)}")

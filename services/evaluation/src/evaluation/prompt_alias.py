@@ -1,20 +1,20 @@
 """Set, move or show the aliases (`prod`, `candidate`) of prompts in the MLflow Prompt Registry.
 
-python scripts/prompt_alias.py show stage_b_compose_reply
-python scripts/prompt_alias.py set stage_b_compose_reply candidate 4
-python scripts/prompt_alias.py set stage_b_compose_reply prod 4      # composer follows within its TTL
+technoshare-prompt-alias show stage_b_compose_reply
+technoshare-prompt-alias set stage_b_compose_reply candidate 4
+technoshare-prompt-alias set stage_b_compose_reply prod 4      # composer follows within its TTL
 """
 
 import argparse
 import os
-import sys
 
 from composer.prompts import PromptRegistry
 
 ALIASES = ("prod", "candidate")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """The `technoshare-prompt-alias` command: aliases move by hand, or with technoshare-eval --promote."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
     commands = parser.add_subparsers(dest="command", required=True)
@@ -24,7 +24,7 @@ def main() -> int:
     move.add_argument("name")
     move.add_argument("alias")
     move.add_argument("version", type=int)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     registry = PromptRegistry(args.tracking_uri)
     if args.command == "set":
         before = registry.alias_version(args.name, args.alias)
@@ -34,7 +34,3 @@ def main() -> int:
     for alias in ALIASES:
         print(f"{args.name}@{alias}: {registry.alias_version(args.name, alias) or '(unset)'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

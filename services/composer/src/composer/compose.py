@@ -1,0 +1,303 @@
+"""From evidence to a gated reply: the compose modes, the quality gates with their repair, the degraded reply.
+
+This is the part of a job that needs no service but the LLM, so the evaluation suite runs it directly on
+pinned evidence; composer.pipeline adds fetching, checkpoints' storage and posting around it.
+
+- abstractive: Stage A extracts facts, Stage B writes the reply, the gates judge it (one repair).
+- extractive: the reply quotes the source's best sentences; the model only picks the TL;DR
+  (composer.extractive). Chosen per model by COMPOSE_MODE=auto.
+- degraded: the LLM is unavailable, so the extractive reply is made without it and labelled; the outcome is
+  `degraded`, not a silent retry (LLM_UNAVAILABLE_REPLY).
+"""
+
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import openai
+
+from composer.app_version import AppVersions, app_config
+from composer.content_gates import GateContext
+from composer.extractive import DEGRADED_NOTE, ExtractiveComposer, ExtractiveDraft, sentence_budget
+from composer.gates import GateConfig, GateReport, run_gates
+from composer.grounding import EvidenceIndex, ThemeStrength, theme_strengths
+from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
+from composer.projects import Project
+from composer.prompts import PromptStore
+from composer.settings import ComposeMode, ComposerSettings, LLMUnavailableReply
+from composer.stage_a import SearchFunction, StageA, StageAOutput
+from composer.stage_b import StageB, StageBOutput
+from technoshare_common.metrics import STAGE_LATENCY, STAGE_RUNS
+from technoshare_common.schemas import (
+    ComposeResult,
+    Evidence,
+    JobCheckpoints,
+    Outcome,
+    StageACheckpoint,
+    StageBCheckpoint,
+)
+from technoshare_common.tracing import tracer
+
+log = logging.getLogger(__name__)
+
+STAGE_A_PROMPT = "stage_a_extract_facts"
+STAGE_B_PROMPT = "stage_b_compose_reply"
+SELECT_PROMPT = "stage_b_select_sentences"
+MODE_PROMPTS = {
+    ComposeMode.abstractive: (STAGE_A_PROMPT, STAGE_B_PROMPT),
+    ComposeMode.extractive: (SELECT_PROMPT,),
+}
+
+# DESIGN's span names and types, per stage.
+STAGE_SPANS = {
+    "retrieval": ("retrieval.fetch_evidence", "RETRIEVER"),
+    "stage_a": ("stage_a.run", "LLM"),
+    "stage_b": ("stage_b.run", "LLM"),
+    "quality_gates": ("quality_gates.validate", "CHAIN"),
+    "repair": ("stage_b.repair", "LLM"),
+    "slack_post": ("slack.post_message", "UNKNOWN"),
+}
+
+Checkpoint = Callable[[JobCheckpoints], Awaitable[None]]
+
+
+async def _no_checkpoint(_: JobCheckpoints) -> None:
+    return None
+
+
+@asynccontextmanager
+async def stage(result: ComposeResult, name: str) -> AsyncIterator[Any]:
+    """Times a stage into the result and Prometheus, inside the stage's span of the job's trace."""
+    span_name, span_type = STAGE_SPANS[name]
+    start = time.perf_counter()
+    ok = False
+    try:
+        with tracer.span(span_name, span_type=span_type) as span:
+            yield span
+        ok = True
+    finally:
+        elapsed = time.perf_counter() - start
+        result.timings[name] = round(elapsed, 4)
+        STAGE_LATENCY.labels(name).observe(elapsed)
+        STAGE_RUNS.labels(name, "ok" if ok else "error").inc()
+
+
+def _llm_unavailable(exc: BaseException) -> bool:
+    """What LLM_UNAVAILABLE_REPLY=degraded answers with the quoted reply: the gateway gave up, or no budget is left."""
+    if isinstance(exc, LLMUnavailable):
+        return True
+    return isinstance(exc, openai.RateLimitError) and exc.code == BUDGET_EXCEEDED
+
+
+class ReplyComposer:
+    def __init__(
+        self,
+        settings: ComposerSettings,
+        *,
+        llm: LLMClient,
+        prompts: PromptStore,
+        projects: list[Project],
+        search: SearchFunction | None = None,
+        app_versions: AppVersions | None = None,
+    ) -> None:
+        self.settings = settings
+        self.prompts = prompts
+        self.projects = projects
+        self.app_versions = app_versions or AppVersions(None, settings.mlflow_experiment_name, enabled=False)
+        self.mode = settings.resolved_compose_mode()
+        self.stage_a = StageA(settings, llm, search)
+        self.stage_b = StageB(settings, llm, projects)
+        self.gate_config = GateConfig.from_settings(settings, self.stage_b.themes)
+        self.extractive = ExtractiveComposer(settings, llm, self.gate_config.content.max_similarity)
+
+    def prompt_versions(self) -> dict[str, str]:
+        return {name: self.prompts.get(name).version for name in MODE_PROMPTS[self.mode]}
+
+    def register_app_version(self) -> None:
+        """Registers the configuration the next jobs will run with, so their traces link from the first job."""
+        self.app_versions.current(app_config(self.settings, self.prompt_versions()))
+
+    def run_params(self) -> dict[str, object]:
+        """Model settings and quality-gate configuration, as the job's MLflow params."""
+        params: dict[str, object] = {
+            "compose_mode": self.mode.value,
+            "gate.tldr_sentences": self.settings.tldr_sentences,
+            "gate.summary_min_sentences": self.settings.summary_min_sentences,
+            "gate.summary_max_sentences": self.settings.summary_max_sentences,
+            "gate.repair_attempts": self.settings.repair_attempts,
+            "gate.post_on_gate_failure": self.settings.post_on_gate_failure,
+            "gate.content": ",".join(sorted(self.gate_config.content.enabled)),
+            "stage_a.tools": self.settings.stage_a_tools,
+            "stage_a.max_tool_calls": self.settings.max_tool_calls,
+            "evidence_window_chars": self.settings.evidence_window_chars,
+        }
+        for name in MODE_PROMPTS[self.mode]:
+            for key, value in self.prompts.get(name).parameters.items():
+                params[f"{name}.{key}"] = value
+        return params
+
+    async def compose(
+        self,
+        result: ComposeResult,
+        evidence: Evidence,
+        slack_text: str,
+        saved: JobCheckpoints | None = None,
+        checkpoint: Checkpoint = _no_checkpoint,
+        final_attempt: bool = True,
+    ) -> None:
+        """Fills `result` with the gated reply and its outcome. An unavailable LLM gets the degraded reply, unless
+        LLM_UNAVAILABLE_REPLY=retry and another attempt will follow: then LLMUnavailable is raised."""
+        saved = saved or JobCheckpoints()
+        index = EvidenceIndex.from_evidence(evidence)
+        context = GateContext(index, self.projects)
+        floor = self.gate_config.content.min_theme_strength
+        themes = [t for t in theme_strengths(index, self.projects) if t.score >= floor]
+        result.compose_mode = self.mode.value
+        result.prompt_versions = self.prompt_versions()
+        result.app_version, result.app_version_id = self.app_versions.current(
+            app_config(self.settings, result.prompt_versions)
+        )
+        try:
+            if self.mode == ComposeMode.extractive:
+                await self._extractive(result, evidence, index, context, themes)
+            else:
+                await self._abstractive(result, evidence, slack_text, context, themes, saved, checkpoint)
+        except (LLMUnavailable, openai.RateLimitError) as exc:
+            retry = self.settings.llm_unavailable_reply == LLMUnavailableReply.retry and not final_attempt
+            if not _llm_unavailable(exc) or retry:
+                raise
+            log.warning("LLM unavailable; posting the quoted reply", extra={"error": str(exc)[:300]})
+            await self._degraded(result, evidence, index, context, themes)
+
+    def _gate_config(self, available_sentences: int) -> GateConfig:
+        """A short source lowers the lengths to what it can support, instead of inviting padding."""
+        config = self.gate_config
+        tldr, summary_min = sentence_budget(available_sentences, config.tldr_sentences, config.summary_min)
+        return dataclasses.replace(config, tldr_sentences=tldr, summary_min=summary_min)
+
+    async def _gate(self, result: ComposeResult, content: str, config: GateConfig, context: GateContext) -> GateReport:
+        async with stage(result, "quality_gates") as span:
+            report = run_gates(content, config, context)
+            total = len(report.results)
+            span.set_attributes(
+                {
+                    "gate_failures": len(report.failures),
+                    "gate_total": total,
+                    "gate_pass_rate": (total - len(report.failures)) / total if total else 0.0,
+                }
+            )
+        return report
+
+    async def _extractive(
+        self,
+        result: ComposeResult,
+        evidence: Evidence,
+        index: EvidenceIndex,
+        context: GateContext,
+        themes: Sequence[ThemeStrength],
+    ) -> None:
+        async with stage(result, "stage_b") as span:
+            draft = await self.extractive.compose(self.prompts.get(SELECT_PROMPT), evidence, index, themes)
+            span.set_attributes({"compose_mode": "extractive", "selection": draft.selection, "model": draft.model})
+        result.usage += draft.usage
+        result.models["stage_b"] = draft.model or self.settings.stage_b_model
+        result.models.pop("stage_a", None)
+        await self._finish(result, draft, context, Outcome.success)
+
+    async def _degraded(
+        self,
+        result: ComposeResult,
+        evidence: Evidence,
+        index: EvidenceIndex,
+        context: GateContext,
+        themes: Sequence[ThemeStrength],
+    ) -> None:
+        async with stage(result, "stage_b") as span:
+            draft = await self.extractive.compose(None, evidence, index, themes)
+            span.set_attributes({"compose_mode": "degraded", "selection": draft.selection})
+        draft.reply.notes.insert(0, DEGRADED_NOTE)
+        result.compose_mode = "degraded"
+        await self._finish(result, draft, context, Outcome.degraded)
+
+    async def _finish(
+        self, result: ComposeResult, draft: ExtractiveDraft, context: GateContext, passed: Outcome
+    ) -> None:
+        config = self._gate_config(draft.source_sentences)
+        report = await self._gate(result, draft.reply.model_dump_json(), config, context)
+        self._record(result, report, passed)
+
+    async def _abstractive(
+        self,
+        result: ComposeResult,
+        evidence: Evidence,
+        slack_text: str,
+        context: GateContext,
+        themes: Sequence[ThemeStrength],
+        saved: JobCheckpoints,
+        checkpoint: Checkpoint,
+    ) -> None:
+        prompt_a = self.prompts.get(STAGE_A_PROMPT)
+        prompt_b = self.prompts.get(STAGE_B_PROMPT)
+        if saved.stage_a is not None:
+            stage_a = StageAOutput(
+                saved.stage_a.facts, saved.stage_a.usage, saved.stage_a.model, saved.stage_a.tool_calls
+            )
+        else:
+            async with stage(result, "stage_a") as span:
+                stage_a = await self.stage_a.run(prompt_a, evidence, slack_text)
+                sources = [source.url for source in evidence.sources] + [s.source_url for s in stage_a.extra_snippets]
+                span.set_attributes({"model": stage_a.model, "tool_calls": stage_a.tool_calls, "sources": sources})
+            await checkpoint(
+                JobCheckpoints(
+                    stage_a=StageACheckpoint(
+                        facts=stage_a.facts, usage=stage_a.usage, model=stage_a.model, tool_calls=stage_a.tool_calls
+                    )
+                )
+            )
+        result.facts = stage_a.facts
+        result.tool_calls = stage_a.tool_calls
+        result.usage += stage_a.usage
+        result.models["stage_a"] = stage_a.model
+        earned = [t.theme for t in themes]
+        config = self._gate_config(len(context.evidence.sentences))
+        lengths = (config.tldr_sentences, config.summary_min)
+
+        if saved.stage_b is not None:
+            draft = StageBOutput(
+                saved.stage_b.content, saved.stage_b.usage, saved.stage_b.model, saved.stage_b.messages
+            )
+        else:
+            async with stage(result, "stage_b") as span:
+                draft = await self.stage_b.compose(prompt_b, evidence, stage_a.facts, slack_text, earned, lengths)
+                span.set_attributes({"compose_mode": "abstractive", "model": draft.model})
+            await checkpoint(
+                JobCheckpoints(
+                    stage_b=StageBCheckpoint(
+                        content=draft.content, usage=draft.usage, model=draft.model, messages=draft.messages
+                    )
+                )
+            )
+        result.usage += draft.usage
+        result.models["stage_b"] = draft.model
+
+        report = await self._gate(result, draft.content, config, context)
+        for _ in range(self.settings.repair_attempts):
+            if report.passed:
+                break
+            log.info("gates failed; repairing", extra={"failures": [g.name for g in report.failures]})
+            async with stage(result, "repair"):
+                draft = await self.stage_b.repair(prompt_b, draft, report.failures, earned, lengths)
+                report = run_gates(draft.content, config, context)
+            result.usage += draft.usage
+            result.repaired = True
+        self._record(result, report, Outcome.success)
+
+    @staticmethod
+    def _record(result: ComposeResult, report: GateReport, passed: Outcome) -> None:
+        result.reply = report.reply
+        result.text = report.text
+        result.gates = report.results
+        result.outcome = passed if report.passed else Outcome.gate_failed

@@ -1,1 +1,0 @@
-"""The evaluation suite: the pipeline as a dry run on pinned examples, scored with mlflow.genai.evaluate."""

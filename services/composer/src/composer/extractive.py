@@ -1,0 +1,218 @@
+"""The extractive compose mode: every TL;DR and summary sentence is a sentence of the source.
+
+A small model cannot be trusted to write facts, so here it only chooses which of the top-ranked source
+sentences lead the reply. Code does the rest: sumy's LexRank ranks the source's sentences, the summary takes
+the next best in reading order, and the project lines name the terms the source shares with each project
+(composer.grounding.theme_strengths), strongest first. The same code with no model at all makes the
+degraded reply posted when the LLM is unavailable.
+"""
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from sumy.models.dom import ObjectDocumentModel, Paragraph, Sentence
+from sumy.nlp.stemmers import Stemmer
+from sumy.summarizers.lex_rank import LexRankSummarizer
+from sumy.utils import get_stop_words
+
+from composer.content_gates import MARKUP_PATTERNS, similarity
+from composer.grounding import EvidenceIndex, ThemeStrength, terms
+from composer.llm import LLMClient, parse_json_object
+from composer.output_schemas import response_format
+from composer.prompts import PromptTemplate
+from composer.settings import ComposerSettings
+from technoshare_common.schemas import ComposedReply, Evidence, ProjectLink, TokenUsage
+from technoshare_common.text import count_sentences
+
+_WORD = re.compile(r"\w[\w'-]*")
+# Quotable prose has no links and no table, heading or emphasis debris (`*` would even turn bold in Slack).
+_NOT_PROSE = re.compile(r"https?://|www\.|[<>|`#*_=]|\.\.\.")
+# README boilerplate that points elsewhere instead of saying something ("See the docs to get started.").
+_POINTER = re.compile(r"^(?:see|read|check out|click|visit|follow|join|please|refer to)\b", re.IGNORECASE)
+TITLE_TERM_WEIGHT = 3  # ranks a sentence gains per term it shares with the title (the classic title feature)
+MIN_WORDS, MAX_WORDS = 6, 60
+MAX_PROJECT_LINES = 3
+SHOWN_TERM_CHARS = 5  # shorter shared words ("fine", "code", "run") say little on a project line
+
+DEGRADED_NOTE = "The language model was unavailable, so these sentences are quoted from the source as ranked by code."
+SHORT_SOURCE_NOTE = "The source has little text: the summary gives all {count} of its remaining sentences."
+
+
+class _Words:
+    """sumy's tokenizer interface; its own needs NLTK's punkt data, which cannot be downloaded here."""
+
+    language = "english"
+
+    @staticmethod
+    def to_words(text: str) -> list[str]:
+        return _WORD.findall(text)
+
+    @staticmethod
+    def to_sentences(text: str) -> list[str]:
+        return [text]
+
+
+def quotable(sentence: str) -> bool:
+    """Prose the gates will take as one plain sentence, so quoting it can never fail them (replies are in a
+    Latin-script language: REPLY_LANGUAGE's default, English)."""
+    words = len(sentence.split())
+    return (
+        MIN_WORDS <= words <= MAX_WORDS
+        and sentence[-1] in ".!?"
+        and count_sentences(sentence) == 1
+        and not _NOT_PROSE.search(sentence)
+        and not _POINTER.match(sentence)
+        and not any(pattern.search(sentence) for pattern, _ in MARKUP_PATTERNS)
+        and all("LATIN" in unicodedata.name(char, "") for char in sentence if char.isalpha())
+    )
+
+
+def sentence_budget(available: int, tldr: int, summary_min: int) -> tuple[int, int]:
+    """TL;DR and minimum summary sentences a source of `available` sentences can carry without repeating itself."""
+    tldr = min(tldr, max(1, available - 1))
+    return tldr, min(summary_min, max(1, available - tldr))
+
+
+def rank_sentences(
+    sentences: Sequence[str], max_similarity: float = 0.85, title_terms: frozenset[str] = frozenset()
+) -> list[str]:
+    """The quotable sentences, best first by LexRank lifted by the title's terms; a near-duplicate of a better one
+    is dropped. Centrality alone favours an arXiv abstract's opening background over its "we propose" sentence."""
+    unique = list(dict.fromkeys(s for s in sentences if quotable(s)))
+    if len(unique) < 2:
+        return unique
+    document = ObjectDocumentModel([Paragraph([Sentence(s, _Words()) for s in unique])])
+    summarizer = LexRankSummarizer(Stemmer("english"))
+    summarizer.stop_words = get_stop_words("english")
+    ranked: list[str] = []
+
+    def keep_order(infos: list[Any]) -> list[Any]:  # sumy hands the count callable the sentences best first
+        ranked.extend(str(info.sentence) for info in infos)
+        return infos
+
+    summarizer(document, keep_order)
+    lifted = sorted(range(len(ranked)), key=lambda i: i - TITLE_TERM_WEIGHT * len(terms(ranked[i]) & title_terms))
+    kept: list[str] = []
+    for sentence in (ranked[i] for i in lifted):
+        if all(similarity(sentence, better) < max_similarity for better in kept):
+            kept.append(sentence)
+    return kept
+
+
+@dataclass
+class ExtractiveDraft:
+    reply: ComposedReply
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    model: str | None = None
+    selection: str = "ranked"  # "model" when the model's TL;DR pick was used
+    candidates: int = 0
+    source_sentences: int = 0
+
+
+def selection_schema(candidates: int, tldr_sentences: int) -> dict[str, Any]:
+    number = {"type": "integer", "enum": list(range(1, candidates + 1))}
+    tldr = {"type": "array", "items": number, "minItems": tldr_sentences, "maxItems": tldr_sentences}
+    return {"type": "object", "properties": {"tldr": tldr}, "required": ["tldr"], "additionalProperties": False}
+
+
+def _as_written(word: str, text: str) -> str:
+    """The word as the source writes it most often (LoRA, PyTorch, JAX), not as the index lowercased it."""
+    found = Counter(re.findall(rf"\b{re.escape(word)}\b", text, flags=re.IGNORECASE))
+    return found.most_common(1)[0][0] if found else word
+
+
+def project_lines(themes: Sequence[ThemeStrength], index: EvidenceIndex) -> list[ProjectLink]:
+    """One line per earned theme, strongest first, naming the topics the source shares with the project: a
+    connection anyone can check, where a small model's own sentence would be a guess."""
+    text = " ".join(index.sentences)
+    lines = []
+    for strength in themes[:MAX_PROJECT_LINES]:
+        shown = [w for w in strength.shared if len(w) >= SHOWN_TERM_CHARS or not w.islower()] or list(strength.shared)
+        words = list(dict.fromkeys(_as_written(w, text) for w in shown[:3]))
+        listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}"
+        lines.append(ProjectLink(theme=strength.theme, relevance=f"{strength.project}: the source covers {listed}."))
+    return lines
+
+
+class ExtractiveComposer:
+    persona = "stage_b"
+
+    def __init__(self, settings: ComposerSettings, llm: LLMClient | None, max_similarity: float = 0.85) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.max_similarity = max_similarity  # the no_repetition gate's threshold
+
+    def plan(self, index: EvidenceIndex) -> list[str]:
+        return rank_sentences(index.sentences, self.max_similarity, index.title_terms)
+
+    async def compose(
+        self,
+        prompt: PromptTemplate | None,
+        evidence: Evidence,
+        index: EvidenceIndex,
+        themes: Sequence[ThemeStrength],
+    ) -> ExtractiveDraft:
+        """With a prompt and a model, the model picks the TL;DR among the best candidates; without, the ranking does."""
+        ranked = self.plan(index)
+        shown = ranked[: self.settings.extractive_candidates]
+        draft = ExtractiveDraft(ComposedReply(tldr=[], summary=[], projects=[]), candidates=len(shown))
+        tldr_count, _ = sentence_budget(len(ranked), self.settings.tldr_sentences, self.settings.summary_min_sentences)
+        tldr_count = min(tldr_count, len(shown))
+        picked: list[str] = []
+        if prompt is not None and self.llm is not None and tldr_count:
+            picked = await self._pick(prompt, evidence, shown, tldr_count, draft)
+        if len(picked) < tldr_count:
+            picked += [s for s in shown if s not in picked][: tldr_count - len(picked)]
+        else:
+            draft.selection = "model"
+        draft.reply = self._assemble(index, ranked, picked, themes)
+        draft.source_sentences = len(ranked)
+        return draft
+
+    async def _pick(
+        self, prompt: PromptTemplate, evidence: Evidence, shown: list[str], count: int, draft: ExtractiveDraft
+    ) -> list[str]:
+        assert self.llm is not None
+        messages: list[dict[str, Any]] = prompt.render(
+            url=evidence.url,
+            title=evidence.title,
+            candidates="\n".join(f"{number}. {sentence}" for number, sentence in enumerate(shown, 1)),
+            tldr_sentences=str(count),
+        )
+        result = await self.llm.chat(
+            persona=self.persona,
+            model=self.settings.stage_b_model,
+            messages=messages,
+            parameters=prompt.parameters,
+            response_format=response_format("stage_b_selection", selection_schema(len(shown), count)),
+        )
+        draft.usage += result.usage
+        draft.model = result.model
+        try:
+            numbers = parse_json_object(result.content).get("tldr", [])
+        except (ValueError, ValidationError, json.JSONDecodeError):
+            return []
+        valid = [n for n in numbers if isinstance(n, int) and 1 <= n <= len(shown)]
+        return [shown[n - 1] for n in dict.fromkeys(valid)][:count]
+
+    def _assemble(
+        self, index: EvidenceIndex, ranked: list[str], tldr: list[str], themes: Sequence[ThemeStrength]
+    ) -> ComposedReply:
+        order = {sentence: position for position, sentence in enumerate(index.sentences)}
+        rest = [s for s in ranked if s not in tldr][: self.settings.summary_max_sentences]
+        summary = sorted(rest, key=order.__getitem__)
+        notes = []
+        if len(summary) < self.settings.summary_min_sentences:
+            notes.append(SHORT_SOURCE_NOTE.format(count=len(summary)))
+        return ComposedReply(
+            tldr=sorted(tldr, key=order.__getitem__),
+            summary=summary,
+            projects=project_lines(themes, index),
+            notes=notes,
+        )

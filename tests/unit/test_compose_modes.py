@@ -1,0 +1,198 @@
+"""The compose modes, the degraded reply and the unreadable-link notice, through the real pipeline.
+
+retrieval, poster and ingest are the pipeline's ServiceClients, seen through a small stand-in that records
+what composer asks of them; the LLM is the scripted OpenAI-protocol upstream, reached by the real openai client.
+"""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from composer.extractive import DEGRADED_NOTE, SHORT_SOURCE_NOTE, ExtractiveComposer, quotable, rank_sentences
+from composer.grounding import EvidenceIndex, theme_strengths
+from composer.llm import LLMClient
+from composer.pipeline import DependencyUnavailable, Pipeline
+from composer.projects import load_projects
+from composer.prompts import PromptStore
+from composer.settings import ComposerSettings
+from technoshare_common.http import ServiceError
+from technoshare_common.schemas import (
+    CheckpointSaved,
+    Evidence,
+    JobCheckpoints,
+    NoticeDelivery,
+    Outcome,
+    PostStatus,
+    ReplyRequest,
+    ReplyResult,
+)
+from technoshare_common.settings import REPO_DATA_DIR
+from tests.support.jobs import arxiv_job
+from tests.support.scripted_llm import ScriptedLLM
+from tests.support.servers import serve_in_thread
+
+JOB, FINISHED = arxiv_job("j1")
+DATASET = json.loads((REPO_DATA_DIR / "eval_dataset.json").read_text())["examples"]
+
+
+def example_evidence(example_id: str) -> Evidence:
+    [example] = [e for e in DATASET if e["id"] == example_id]
+    return Evidence.model_validate(example["evidence"])
+
+
+class Services:
+    """What composer's retrieval, poster and ingest clients were asked, and their answers."""
+
+    def __init__(self, evidence: Evidence | None = None, unreadable: dict[str, str] | None = None) -> None:
+        self.evidence = evidence or example_evidence("arxiv-2106-09685")
+        self.unreadable = unreadable
+        self.posted: list[ReplyRequest] = []
+        self.saved = JobCheckpoints()
+
+    async def post(self, path: str, body: BaseModel, model: type[Any], **_: Any) -> Any:
+        if path == "/v1/evidence":
+            if self.unreadable is not None:
+                raise ServiceError("retrieval", f"HTTP 422: {self.unreadable}", 422, self.unreadable)
+            return self.evidence
+        if path == "/v1/replies":
+            assert isinstance(body, ReplyRequest)
+            self.posted.append(body)
+            return ReplyResult(job_id=body.job_id, status=PostStatus.posted, channel_id="C1", message_ts="9.9")
+        assert isinstance(body, JobCheckpoints)
+        self.saved = self.saved.model_copy(update={name: value for name, value in body if value is not None})
+        return CheckpointSaved(job_id=JOB.job_id, stages=self.saved.stages())
+
+
+@pytest.fixture
+def llm() -> Iterator[tuple[ScriptedLLM, str]]:
+    scripted = ScriptedLLM()
+    with serve_in_thread(scripted.app) as url:
+        yield scripted, url
+
+
+def pipeline(services: Services, **env: str) -> Pipeline:
+    settings = ComposerSettings(**{"STAGE_A_MODEL": "scripted", "STAGE_B_MODEL": "scripted", **env})
+    return Pipeline(
+        settings,
+        llm=LLMClient(settings),
+        retrieval=services,  # type: ignore[arg-type]
+        poster=services,  # type: ignore[arg-type]
+        prompts=PromptStore(settings.prompts_dir),
+        projects=load_projects(settings.projects_file),
+        ingest=services,  # type: ignore[arg-type]
+    )
+
+
+def source_text(evidence: Evidence) -> str:
+    return " ".join([evidence.text, *(s.text for s in evidence.snippets)])
+
+
+def test_auto_composes_extractively_for_the_listed_small_models_only() -> None:
+    assert ComposerSettings(STAGE_B_MODEL="smollm2-135m-instruct").resolved_compose_mode() == "extractive"
+    assert ComposerSettings(STAGE_B_MODEL="gpt-4o-mini").resolved_compose_mode() == "abstractive"
+    forced = ComposerSettings(STAGE_B_MODEL="gpt-4o-mini", COMPOSE_MODE="extractive")
+    assert forced.resolved_compose_mode() == "extractive"
+
+
+def test_ranking_keeps_only_quotable_prose() -> None:
+    sentences = [
+        "LoRA freezes the pretrained weights and trains small rank decomposition matrices instead.",
+        "See https://github.com/microsoft/LoRA for the code and the checkpoints.",
+        "| model | params | score |",
+        "Short one.",
+        "LoRA freezes the pretrained weights and trains small rank decomposition matrices instead.",
+        "The rank decomposition matrices are trained while the pretrained weights stay frozen.",
+    ]
+    ranked = rank_sentences(sentences)
+    assert sorted(ranked) == sorted({s for s in sentences if quotable(s)})
+    assert len(ranked) == 2
+
+
+async def test_without_a_model_every_sentence_is_the_sources_own_in_reading_order() -> None:
+    evidence = example_evidence("github-fastapi-fastapi")
+    index = EvidenceIndex.from_evidence(evidence)
+    projects = load_projects(ComposerSettings().projects_file)
+    themes = theme_strengths(index, projects)
+    draft = await ExtractiveComposer(ComposerSettings(), None).compose(None, evidence, index, themes)
+    text = source_text(evidence)
+    reply = draft.reply
+    assert reply.tldr and reply.summary and draft.selection == "ranked"
+    assert all(sentence in text for sentence in reply.tldr + reply.summary)
+    assert not set(reply.tldr) & set(reply.summary)
+    positions = [index.sentences.index(s) for s in reply.summary]
+    assert positions == sorted(positions)
+    assert [p.theme for p in reply.projects] == [t.theme for t in themes[: len(reply.projects)]]
+
+
+async def test_extractive_mode_lets_the_model_pick_the_tldr_and_nothing_else(llm: tuple[ScriptedLLM, str]) -> None:
+    services = Services()
+    result = await pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="extractive").run_job(JOB)
+    assert result.outcome == Outcome.success, result.gates
+    assert result.compose_mode == "extractive"
+    [request] = services.posted
+    assert request.reply is not None
+    text = source_text(services.evidence)
+    assert all(s in text for s in request.reply.tldr + request.reply.summary)
+    # The LoRA abstract is short: the reply says so instead of padding the summary.
+    assert request.reply.notes == [SHORT_SOURCE_NOTE.format(count=len(request.reply.summary))]
+    assert [r["response_format"]["json_schema"]["name"] for r in llm[0].requests] == ["stage_b_selection"]
+
+
+async def test_an_unavailable_llm_posts_the_quoted_reply_labelled_as_degraded() -> None:
+    services = Services()
+    result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(JOB)
+    assert result.outcome == Outcome.degraded, result.gates
+    [request] = services.posted
+    assert request.reply is not None and request.reply.notes[0] == DEGRADED_NOTE
+    assert all(s in source_text(services.evidence) for s in request.reply.tldr + request.reply.summary)
+
+
+async def test_an_unavailable_llm_is_retried_when_so_configured() -> None:
+    services = Services()
+    composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", LLM_UNAVAILABLE_REPLY="retry")
+    with pytest.raises(Exception, match="llm"):
+        await composer.run_job(JOB)
+    assert services.posted == []
+
+
+@pytest.mark.parametrize("delivery", list(NoticeDelivery))
+async def test_an_unreadable_link_gets_a_short_notice_once(delivery: NoticeDelivery) -> None:
+    services = Services(unreadable={"kind": "not_found", "message": "the page was not found", "transient": False})
+    composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", UNREADABLE_LINK_REPLY=delivery.value)
+    result = await composer.run_job(JOB)
+    assert result.outcome == Outcome.unreadable and result.notice is not None
+    assert result.notice.text == "I could not summarise this link: the page does not exist (HTTP 404 or 410)."
+    if delivery == NoticeDelivery.none:
+        assert services.posted == []
+    else:
+        [request] = services.posted
+        assert request.notice == result.notice and request.reply is None and request.message_ts == JOB.message_ts
+    # A retry after a lost answer posts the checkpointed notice again (poster keeps it to one), composing nothing.
+    assert services.saved.composed is not None and services.saved.composed.notice == result.notice
+    again = JOB.model_copy(update={"attempt": 2, "checkpoints": services.saved})
+    services.unreadable = None
+    assert (await composer.run_job(again)).outcome == Outcome.unreadable
+
+
+async def test_a_site_that_is_down_for_now_is_retried_not_answered_as_dead() -> None:
+    services = Services(unreadable={"kind": "server_error", "message": "the site failed", "transient": True})
+    composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9")
+    with pytest.raises(DependencyUnavailable, match="linked site"):
+        await composer.run_job(JOB)
+    assert services.posted == []
+
+
+async def test_on_the_final_attempt_an_unavailable_llm_or_site_is_answered_not_left_silent() -> None:
+    final = JOB.model_copy(update={"final_attempt": True})
+    services = Services()
+    composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", LLM_UNAVAILABLE_REPLY="retry")
+    assert (await composer.run_job(final)).outcome == Outcome.degraded
+
+    down = Services(unreadable={"kind": "timeout", "message": "the site timed out", "transient": True})
+    result = await pipeline(down, LLM_GATEWAY_URL="http://127.0.0.1:9").run_job(final)
+    assert result.outcome == Outcome.unreadable
+    [request] = down.posted
+    assert request.notice is not None and "did not answer in time" in request.notice.text

@@ -1,0 +1,27 @@
+"""ingest's start readies the ack path before Slack's first event: pooled connections open, startup heap frozen."""
+
+import gc
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from ingest.main import build_app
+from ingest.settings import IngestSettings
+
+ACK_THREADS = 5
+
+
+def test_startup_opens_a_connection_per_ack_thread_and_freezes_the_startup_heap(tmp_path: Path) -> None:
+    settings = IngestSettings(
+        SLACK_SIGNING_SECRET="s",
+        JOB_STORE_DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}",
+        COMPOSER_URL="http://127.0.0.1:9",
+        DISPATCH_POLL_SECONDS=60,
+        ACK_THREADS=ACK_THREADS,
+    )
+    app = build_app(settings)
+    with TestClient(app):
+        pool = app.state.store.engine.pool
+        assert pool.checkedin() + pool.checkedout() >= ACK_THREADS
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0  # given back at shutdown, so the tests' later apps are collected as usual
