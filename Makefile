@@ -33,6 +33,7 @@ bench: install .cache/litellm/.done
 	$(PY) benchmarks/gateway_overhead.py
 	$(PY) benchmarks/tracking_overhead.py
 	$(PY) benchmarks/ingest_load.py
+	$(PY) benchmarks/pipeline_throughput.py
 
 up: install model
 	$(PY) scripts/stack.py up

@@ -115,7 +115,9 @@ class ServiceClient:
                     raise ServiceError(self.name, f"{type(exc).__name__}: {exc}") from exc
                 if response.status_code >= 400:
                     detail = _error_detail(response)
-                    raise ServiceError(self.name, f"HTTP {response.status_code}: {detail}", response.status_code, detail)
+                    raise ServiceError(
+                        self.name, f"HTTP {response.status_code}: {detail}", response.status_code, detail
+                    )
                 return response
         raise AssertionError("unreachable")
 

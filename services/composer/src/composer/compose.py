@@ -10,7 +10,6 @@ pinned evidence; composer.pipeline adds fetching, checkpoints' storage and posti
   `degraded`, not a silent retry (LLM_UNAVAILABLE_REPLY).
 """
 
-import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,7 +20,7 @@ import openai
 
 from composer.app_version import AppVersions, app_config
 from composer.content_gates import GateContext
-from composer.extractive import DEGRADED_NOTE, ExtractiveComposer, ExtractiveDraft, sentence_budget
+from composer.extractive import DEGRADED_NOTE, ExtractiveComposer, ExtractiveDraft, gates_for_source
 from composer.gates import GateConfig, GateReport, run_gates
 from composer.grounding import EvidenceIndex, ThemeStrength, theme_strengths
 from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
@@ -172,12 +171,6 @@ class ReplyComposer:
             log.warning("LLM unavailable; posting the quoted reply", extra={"error": str(exc)[:300]})
             await self._degraded(result, evidence, index, context, themes)
 
-    def _gate_config(self, available_sentences: int) -> GateConfig:
-        """A short source lowers the lengths to what it can support, instead of inviting padding."""
-        config = self.gate_config
-        tldr, summary_min = sentence_budget(available_sentences, config.tldr_sentences, config.summary_min)
-        return dataclasses.replace(config, tldr_sentences=tldr, summary_min=summary_min)
-
     async def _gate(self, result: ComposeResult, content: str, config: GateConfig, context: GateContext) -> GateReport:
         async with stage(result, "quality_gates") as span:
             report = run_gates(content, config, context)
@@ -225,7 +218,7 @@ class ReplyComposer:
     async def _finish(
         self, result: ComposeResult, draft: ExtractiveDraft, context: GateContext, passed: Outcome
     ) -> None:
-        config = self._gate_config(draft.source_sentences)
+        config = gates_for_source(self.gate_config, context.evidence)
         report = await self._gate(result, draft.reply.model_dump_json(), config, context)
         self._record(result, report, passed)
 
@@ -262,7 +255,7 @@ class ReplyComposer:
         result.usage += stage_a.usage
         result.models["stage_a"] = stage_a.model
         earned = [t.theme for t in themes]
-        config = self._gate_config(len(context.evidence.sentences))
+        config = gates_for_source(self.gate_config, context.evidence)
         lengths = (config.tldr_sentences, config.summary_min)
 
         if saved.stage_b is not None:

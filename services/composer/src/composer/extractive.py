@@ -7,6 +7,7 @@ the next best in reading order, and the project lines name the terms the source 
 degraded reply posted when the LLM is unavailable.
 """
 
+import dataclasses
 import json
 import re
 import unicodedata
@@ -22,6 +23,7 @@ from sumy.summarizers.lex_rank import LexRankSummarizer
 from sumy.utils import get_stop_words
 
 from composer.content_gates import MARKUP_PATTERNS, similarity
+from composer.gates import GateConfig
 from composer.grounding import EvidenceIndex, ThemeStrength, terms
 from composer.llm import LLMClient, parse_json_object
 from composer.output_schemas import response_format
@@ -79,12 +81,30 @@ def sentence_budget(available: int, tldr: int, summary_min: int) -> tuple[int, i
     return tldr, min(summary_min, max(1, available - tldr))
 
 
+def gates_for_source(config: GateConfig, index: EvidenceIndex) -> GateConfig:
+    """The gates as they apply to this source, in every compose mode and in the evaluation suite: a short source
+    lowers the lengths asked of the reply to what it can carry, instead of inviting padding."""
+    available = len(quotable_sentences(index.sentences, config.content.max_similarity))
+    tldr, summary_min = sentence_budget(available, config.tldr_sentences, config.summary_min)
+    return dataclasses.replace(config, tldr_sentences=tldr, summary_min=summary_min)
+
+
+def quotable_sentences(sentences: Sequence[str], max_similarity: float) -> list[str]:
+    """The source's quotable sentences in reading order, a near-duplicate of an earlier one dropped: what a reply
+    can say without repeating itself, so also how many sentences the gates may ask of a short source."""
+    kept: list[str] = []
+    for sentence in dict.fromkeys(s for s in sentences if quotable(s)):
+        if all(similarity(sentence, earlier) < max_similarity for earlier in kept):
+            kept.append(sentence)
+    return kept
+
+
 def rank_sentences(
-    sentences: Sequence[str], max_similarity: float = 0.85, title_terms: frozenset[str] = frozenset()
+    sentences: Sequence[str], max_similarity: float, title_terms: frozenset[str] = frozenset()
 ) -> list[str]:
-    """The quotable sentences, best first by LexRank lifted by the title's terms; a near-duplicate of a better one
-    is dropped. Centrality alone favours an arXiv abstract's opening background over its "we propose" sentence."""
-    unique = list(dict.fromkeys(s for s in sentences if quotable(s)))
+    """quotable_sentences() best first, by LexRank lifted by the title's terms. Centrality alone favours an arXiv
+    abstract's opening background over its "we propose" sentence."""
+    unique = quotable_sentences(sentences, max_similarity)
     if len(unique) < 2:
         return unique
     document = ObjectDocumentModel([Paragraph([Sentence(s, _Words()) for s in unique])])
@@ -112,7 +132,6 @@ class ExtractiveDraft:
     model: str | None = None
     selection: str = "ranked"  # "model" when the model's TL;DR pick was used
     candidates: int = 0
-    source_sentences: int = 0
 
 
 def selection_schema(candidates: int, tldr_sentences: int) -> dict[str, Any]:
@@ -172,7 +191,6 @@ class ExtractiveComposer:
         else:
             draft.selection = "model"
         draft.reply = self._assemble(index, ranked, picked, themes)
-        draft.source_sentences = len(ranked)
         return draft
 
     async def _pick(

@@ -1,10 +1,12 @@
 """composer's application: run with `uvicorn --factory composer.main:build_app`."""
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from composer import content_gates
 from composer.app_version import AppVersions
 from composer.llm import LLMClient
 from composer.pipeline import Pipeline
@@ -57,6 +59,7 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
         app.state.pipeline = pipeline
         tracker.start()
         prompts.warm_up()
+        await asyncio.to_thread(content_gates.warm_up, pipeline.composer.gate_config.content)
         pipeline.register_app_version()
         try:
             yield

@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from composer.content_gates import GateContext
+from composer.extractive import gates_for_source
 from composer.gates import GATE_NAMES, GateConfig, run_gates
 from evaluation.dataset import DatasetError
-from evaluation.scorers import source_gate_config
 
 
 class RecordedReply(BaseModel):
@@ -124,7 +124,7 @@ def check_recorded_replies(
     verdicts = []
     for entry in replies:
         context = contexts[entry.example_id]
-        report = run_gates(json.dumps(entry.reply), source_gate_config(config, context, None), context)
+        report = run_gates(json.dumps(entry.reply), gates_for_source(config, context.evidence), context)
         failed = tuple(result.name for result in report.failures)
         verdicts.append(ReplyVerdict(entry.example_id, entry.label, tuple(entry.fails), failed, entry.note))
     return NegativesReport(tuple(verdicts))

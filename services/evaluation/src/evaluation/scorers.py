@@ -6,7 +6,6 @@ pass. Soft scorers measure what a pass or fail cannot: how well the TL;DR and su
 the evidence (the grounded gate's own measure, averaged), and, when a judge model is configured, an LLM's verdict.
 """
 
-import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,12 +16,11 @@ from mlflow.entities import Feedback
 from mlflow.genai.scorers import Scorer, scorer
 
 from composer.content_gates import CONTENT_GATES, GateContext, reply_sentences
-from composer.extractive import rank_sentences
+from composer.extractive import gates_for_source
 from composer.gates import GATE_NAMES, GateConfig, check_reply, parse_reply
 from composer.grounding import EvidenceIndex
 from composer.llm import parse_json_object
 from composer.projects import Project
-from composer.settings import ComposeMode
 from evaluation.dataset import EvalExample
 from technoshare_common.context import PERSONA_HEADER, STAGE_HEADER
 from technoshare_common.schemas import ComposedReply, GateResult
@@ -38,18 +36,6 @@ def gate_contexts(examples: Iterable[EvalExample], projects: list[Project]) -> d
     return {example.id: GateContext(EvidenceIndex.from_evidence(example.evidence), projects) for example in examples}
 
 
-def source_gate_config(config: GateConfig, context: GateContext, mode: str | None) -> GateConfig:
-    """The gates as composer runs them on this source: a short source lowers the summary's minimum to what it can
-    carry (composer.compose.ReplyComposer._gate_config), counted as the compose mode counts sentences."""
-    index = context.evidence
-    if mode in (ComposeMode.extractive, "degraded"):  # the quotable sentences, as ExtractiveComposer.plan ranks them
-        available = len(rank_sentences(index.sentences, title_terms=index.title_terms))
-    else:
-        available = len(index.sentences)
-    room = max(1, available - config.tldr_sentences)
-    return config if room >= config.summary_min else dataclasses.replace(config, summary_min=room)
-
-
 def gate_results(outputs: Mapping[str, Any], config: GateConfig, context: GateContext) -> dict[str, GateResult]:
     """Every gate's result on one composed reply, by name; without a valid reply every gate fails with why."""
     reply = outputs.get("reply")
@@ -58,7 +44,7 @@ def gate_results(outputs: Mapping[str, Any], config: GateConfig, context: GateCo
             (g["detail"] for g in outputs.get("gates", []) if g["name"] == "schema_validity"), "no reply"
         )
         return _all_failed(config, f"no valid reply: {why}"[:500])
-    config = source_gate_config(config, context, outputs.get("compose_mode"))
+    config = gates_for_source(config, context.evidence)
     parsed, problem = parse_reply(json.dumps(reply), config)
     if parsed is None:
         return _all_failed(config, problem)
