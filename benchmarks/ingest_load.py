@@ -5,7 +5,7 @@ Signed events are sent on loopback at a fixed rate (open loop: each at its sched
 earlier ones are doing), each followed half a second later by Slack's retry of it (`X-Slack-Retry-Num`).
 Every request's ack time counts. Modes:
 
-- `ingest`: ingest alone, as a process, with a composer stub that answers at once;
+- `ingest`: ingest alone, as a process, with a composer stub (a process of its own) that answers at once;
 - `stack`: the five services as processes (tests/support/stack.py: scripted LLM, fake Slack).
 
 Lost = events with no job (ingest) or no reply in their thread (stack); doubled = more than one.
@@ -18,17 +18,20 @@ import asyncio
 import json
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
+import uvicorn
 from fastapi import FastAPI
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import create_engine, text
@@ -36,14 +39,14 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.conftest import LOCAL_POSTGRES_URL  # noqa: E402  (the PostgreSQL the job store tests use)
-from tests.support.servers import ServiceProcess, free_port, serve_in_thread, wait_until  # noqa: E402
+from tests.support.servers import ServiceProcess, free_port, wait_until  # noqa: E402
 from tests.support.stack import CHANNEL, Stack  # noqa: E402
 
 ARXIV = "https://arxiv.org/abs/2106.09685"
 
 
-def composer_stub() -> tuple[FastAPI, Counter[str]]:
-    """Answers every hand-off with success at once, counting hand-offs per job."""
+def composer_stub() -> FastAPI:
+    """Answers every hand-off with success at once, counting hand-offs per job (GET /calls)."""
     app, calls = FastAPI(), Counter[str]()
 
     @app.post("/v1/jobs")
@@ -51,7 +54,35 @@ def composer_stub() -> tuple[FastAPI, Counter[str]]:
         calls[job["job_id"]] += 1
         return {"job_id": job["job_id"], "url": job["url"], "outcome": "success", "text": "ok"}
 
-    return app, calls
+    @app.get("/calls")
+    async def hand_offs() -> dict[str, int]:
+        return dict(calls)
+
+    return app
+
+
+@contextmanager
+def composer_stub_process(workdir: Path) -> Iterator[tuple[str, Callable[[], Counter[str]]]]:
+    """(URL, hand-offs per job so far) of the stub in a process of its own, as composer is: served from a thread
+    of this process, it took the GIL from the sender at 100 hand-offs/s, and the sender's delays counted as
+    ingest's ack time."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (workdir / "composer_stub.log").open("ab") as log:
+        process = subprocess.Popen([sys.executable, __file__, "--composer-stub", str(port)], stdout=log, stderr=log)
+    try:
+
+        def serving() -> bool:
+            try:
+                return httpx.get(f"{url}/calls", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(serving, timeout=60, what="the composer stub")
+        yield url, lambda: Counter[str](httpx.get(f"{url}/calls", timeout=30).json())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @contextmanager
@@ -146,9 +177,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_ingest_alone(database_url: str, rate: int, seconds: float, workdir: Path) -> dict[str, Any]:
-    app, calls = composer_stub()
     secret = secrets.token_hex(16)
-    with serve_in_thread(app) as composer_url:
+    with composer_stub_process(workdir) as (composer_url, calls):
         env = {
             "SLACK_SIGNING_SECRET": secret,
             "JOB_STORE_DATABASE_URL": database_url,
@@ -166,7 +196,7 @@ def run_ingest_alone(database_url: str, rate: int, seconds: float, workdir: Path
     return summary(latencies, failures, [jobs_per_event.get(ts, 0) for ts in stamps])
 
 
-def wait_for_jobs(database_url: str, stamps: list[str], calls: Counter[str]) -> dict[str, int]:
+def wait_for_jobs(database_url: str, stamps: list[str], calls: Callable[[], Counter[str]]) -> dict[str, int]:
     """Hand-offs per event once every job is done (or after a minute)."""
     engine = create_engine(database_url)
     try:
@@ -183,9 +213,10 @@ def wait_for_jobs(database_url: str, stamps: list[str], calls: Counter[str]) -> 
             rows = conn.execute(text("SELECT id, message_ts FROM jobs")).all()
     finally:
         engine.dispose()
+    per_job = calls()
     per_event: Counter[str] = Counter()
     for job_id, message_ts in rows:
-        per_event[message_ts] += calls[job_id]
+        per_event[message_ts] += per_job[job_id]
     return per_event
 
 
@@ -224,7 +255,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="how long each rate is sent")
     parser.add_argument("--modes", default="ingest,stack")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--composer-stub", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the stub's process
     args = parser.parse_args()
+    if args.composer_stub:
+        uvicorn.run(composer_stub(), host="127.0.0.1", port=args.composer_stub, log_level="warning")
+        return
     rows = []
     for mode in args.modes.split(","):
         for database in args.databases.split(","):

@@ -2,11 +2,14 @@ import functools
 import os
 import uuid
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import docker
 import pytest
 from sqlalchemy import create_engine, make_url, text
+
+if TYPE_CHECKING:
+    from tests.support.scripted_llm import ScriptedLLM
 
 POSTGRES_IMAGE = "postgres:16-alpine"
 LOCAL_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -130,3 +133,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def llm() -> Iterator[tuple["ScriptedLLM", str]]:
+    """The scripted OpenAI-protocol upstream (tests/support/scripted_llm.py) in a thread, and its URL."""
+    from tests.support.scripted_llm import ScriptedLLM
+    from tests.support.servers import serve_in_thread
+
+    scripted = ScriptedLLM()
+    with serve_in_thread(scripted.app) as url:
+        yield scripted, url

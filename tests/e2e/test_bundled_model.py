@@ -95,10 +95,13 @@ async def test_the_bundled_model_produces_a_reply_that_passes_the_gates(model_se
             STAGE_B_MODEL="smollm2",  # type: ignore[arg-type]
             STAGE_A_TOOLS=False,
             EVIDENCE_WINDOW_CHARS=1500,
+            COMPOSE_MODE="extractive",  # what COMPOSE_MODE=auto picks for the bundled model (its stack alias)
         )
-        pipeline, _, llm = build_pipeline(settings, "prod")  # the evaluation suite's in-process pipeline
+        composer, _, llm = build_pipeline(settings, "prod")  # the evaluation suite's in-process composing
         try:
-            result = await pipeline.compose("https://arxiv.org/abs/2106.09685", "LoRA for our adapters?", _evidence())
+            result = await composer.compose_evidence(
+                "https://arxiv.org/abs/2106.09685", "LoRA for our adapters?", _evidence()
+            )
         finally:
             await llm.aclose()
     failures = [f"{g.name}: {g.detail}" for g in result.gate_failures]
@@ -107,4 +110,5 @@ async def test_the_bundled_model_produces_a_reply_that_passes_the_gates(model_se
         f"usage={result.usage.model_dump()} failures={failures}"
     )
     assert result.outcome == Outcome.success, (result.error, failures)
-    assert result.usage.completion_tokens > 0 and result.text is not None
+    assert result.usage.completion_tokens > 0 and result.text is not None  # the model did pick the TL;DR
+    assert result.compose_mode == "extractive"

@@ -1,10 +1,8 @@
 """Checkpoints: an attempt after a failure resumes after the last finished stage and pays no LLM stage twice."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from composer.llm import LLMClient, LLMUnavailable
 from composer.pipeline import DependencyUnavailable, Pipeline
@@ -12,54 +10,17 @@ from composer.projects import load_projects
 from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
 from technoshare_common.schemas import (
-    CheckpointSaved,
-    JobCheckpoints,
     JobRunRequest,
     Outcome,
-    PostStatus,
-    ReplyRequest,
-    ReplyResult,
 )
+from tests.support.composer_services import ComposerServices
 from tests.support.jobs import arxiv_job
 from tests.support.scripted_llm import ScriptedLLM
-from tests.support.servers import serve_in_thread
 
 JOB, FINISHED = arxiv_job("j1")
 
 
-class Services:
-    """retrieval, poster and ingest's checkpoint route, as composer's ServiceClients see them."""
-
-    def __init__(self, post_failures: int = 0) -> None:
-        self.post_failures = post_failures
-        self.calls: dict[str, int] = {"retrieval": 0, "poster": 0}
-        self.saved = JobCheckpoints()
-
-    async def post(self, path: str, body: BaseModel, model: type[Any], **_: Any) -> Any:
-        if path == "/v1/evidence":
-            self.calls["retrieval"] += 1
-            return FINISHED.evidence
-        if path == "/v1/replies":
-            assert isinstance(body, ReplyRequest)
-            self.calls["poster"] += 1
-            if self.calls["poster"] <= self.post_failures:
-                return ReplyResult(
-                    job_id=body.job_id, status=PostStatus.failed, channel_id="C1", error="ratelimited", retryable=True
-                )
-            return ReplyResult(job_id=body.job_id, status=PostStatus.posted, channel_id="C1", message_ts="9.9")
-        assert path == f"/v1/jobs/{JOB.job_id}/checkpoints" and isinstance(body, JobCheckpoints)
-        self.saved = self.saved.model_copy(update={name: value for name, value in body if value is not None})
-        return CheckpointSaved(job_id=JOB.job_id, stages=self.saved.stages())
-
-
-@pytest.fixture
-def llm() -> Iterator[tuple[ScriptedLLM, str]]:
-    scripted = ScriptedLLM()
-    with serve_in_thread(scripted.app) as url:
-        yield scripted, url
-
-
-def pipeline(llm_url: str, services: Services) -> Pipeline:
+def pipeline(llm_url: str, services: ComposerServices) -> Pipeline:
     settings = ComposerSettings(
         LLM_GATEWAY_URL=llm_url,
         STAGE_A_MODEL="scripted",
@@ -78,13 +39,13 @@ def pipeline(llm_url: str, services: Services) -> Pipeline:
     )
 
 
-def again(job: JobRunRequest, services: Services) -> JobRunRequest:
+def again(job: JobRunRequest, services: ComposerServices) -> JobRunRequest:
     """The next attempt as ingest hands it over: with what the last one checkpointed."""
     return job.model_copy(update={"attempt": job.attempt + 1, "checkpoints": services.saved})
 
 
 async def test_a_failed_post_is_retried_without_composing_again(llm: tuple[ScriptedLLM, str]) -> None:
-    services = Services(post_failures=1)
+    services = ComposerServices(FINISHED.evidence, post_failures=1)
     composer = pipeline(llm[1], services)
     with pytest.raises(DependencyUnavailable, match="slack"):
         await composer.run_job(JOB)
@@ -100,7 +61,7 @@ async def test_a_failed_post_is_retried_without_composing_again(llm: tuple[Scrip
 async def test_an_attempt_after_a_crash_resumes_after_the_last_finished_stage(
     llm: tuple[ScriptedLLM, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    services = Services()
+    services = ComposerServices(FINISHED.evidence)
     composer = pipeline(llm[1], services)
     real_compose = composer.composer.stage_b.compose
 

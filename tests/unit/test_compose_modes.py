@@ -5,11 +5,8 @@ what composer asks of them; the LLM is the scripted OpenAI-protocol upstream, re
 """
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from composer.extractive import DEGRADED_NOTE, SHORT_SOURCE_NOTE, ExtractiveComposer, quotable, rank_sentences
 from composer.grounding import EvidenceIndex, theme_strengths
@@ -18,21 +15,15 @@ from composer.pipeline import DependencyUnavailable, Pipeline
 from composer.projects import load_projects
 from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
-from technoshare_common.http import ServiceError
 from technoshare_common.schemas import (
-    CheckpointSaved,
     Evidence,
-    JobCheckpoints,
     NoticeDelivery,
     Outcome,
-    PostStatus,
-    ReplyRequest,
-    ReplyResult,
 )
 from technoshare_common.settings import REPO_DATA_DIR
+from tests.support.composer_services import ComposerServices
 from tests.support.jobs import arxiv_job
 from tests.support.scripted_llm import ScriptedLLM
-from tests.support.servers import serve_in_thread
 
 JOB, FINISHED = arxiv_job("j1")
 DATASET = json.loads((REPO_DATA_DIR / "eval_dataset.json").read_text())["examples"]
@@ -43,37 +34,10 @@ def example_evidence(example_id: str) -> Evidence:
     return Evidence.model_validate(example["evidence"])
 
 
-class Services:
-    """What composer's retrieval, poster and ingest clients were asked, and their answers."""
-
-    def __init__(self, evidence: Evidence | None = None, unreadable: dict[str, str] | None = None) -> None:
-        self.evidence = evidence or example_evidence("arxiv-2106-09685")
-        self.unreadable = unreadable
-        self.posted: list[ReplyRequest] = []
-        self.saved = JobCheckpoints()
-
-    async def post(self, path: str, body: BaseModel, model: type[Any], **_: Any) -> Any:
-        if path == "/v1/evidence":
-            if self.unreadable is not None:
-                raise ServiceError("retrieval", f"HTTP 422: {self.unreadable}", 422, self.unreadable)
-            return self.evidence
-        if path == "/v1/replies":
-            assert isinstance(body, ReplyRequest)
-            self.posted.append(body)
-            return ReplyResult(job_id=body.job_id, status=PostStatus.posted, channel_id="C1", message_ts="9.9")
-        assert isinstance(body, JobCheckpoints)
-        self.saved = self.saved.model_copy(update={name: value for name, value in body if value is not None})
-        return CheckpointSaved(job_id=JOB.job_id, stages=self.saved.stages())
+LORA = example_evidence("arxiv-2106-09685")
 
 
-@pytest.fixture
-def llm() -> Iterator[tuple[ScriptedLLM, str]]:
-    scripted = ScriptedLLM()
-    with serve_in_thread(scripted.app) as url:
-        yield scripted, url
-
-
-def pipeline(services: Services, **env: str) -> Pipeline:
+def pipeline(services: ComposerServices, **env: str) -> Pipeline:
     settings = ComposerSettings(**{"STAGE_A_MODEL": "scripted", "STAGE_B_MODEL": "scripted", **env})
     return Pipeline(
         settings,
@@ -128,7 +92,7 @@ async def test_without_a_model_every_sentence_is_the_sources_own_in_reading_orde
 
 
 async def test_extractive_mode_lets_the_model_pick_the_tldr_and_nothing_else(llm: tuple[ScriptedLLM, str]) -> None:
-    services = Services()
+    services = ComposerServices(LORA)
     result = await pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="extractive").run_job(JOB)
     assert result.outcome == Outcome.success, result.gates
     assert result.compose_mode == "extractive"
@@ -142,7 +106,7 @@ async def test_extractive_mode_lets_the_model_pick_the_tldr_and_nothing_else(llm
 
 
 async def test_an_unavailable_llm_posts_the_quoted_reply_labelled_as_degraded() -> None:
-    services = Services()
+    services = ComposerServices(LORA)
     result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(JOB)
     assert result.outcome == Outcome.degraded, result.gates
     [request] = services.posted
@@ -151,7 +115,7 @@ async def test_an_unavailable_llm_posts_the_quoted_reply_labelled_as_degraded() 
 
 
 async def test_an_unavailable_llm_is_retried_when_so_configured() -> None:
-    services = Services()
+    services = ComposerServices(LORA)
     composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", LLM_UNAVAILABLE_REPLY="retry")
     with pytest.raises(Exception, match="llm"):
         await composer.run_job(JOB)
@@ -160,7 +124,10 @@ async def test_an_unavailable_llm_is_retried_when_so_configured() -> None:
 
 @pytest.mark.parametrize("delivery", list(NoticeDelivery))
 async def test_an_unreadable_link_gets_a_short_notice_once(delivery: NoticeDelivery) -> None:
-    services = Services(unreadable={"kind": "not_found", "message": "the page was not found", "transient": False})
+    services = ComposerServices(
+        example_evidence("arxiv-2106-09685"),
+        unreadable={"kind": "not_found", "message": "the page was not found", "transient": False},
+    )
     composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", UNREADABLE_LINK_REPLY=delivery.value)
     result = await composer.run_job(JOB)
     assert result.outcome == Outcome.unreadable and result.notice is not None
@@ -178,7 +145,10 @@ async def test_an_unreadable_link_gets_a_short_notice_once(delivery: NoticeDeliv
 
 
 async def test_a_site_that_is_down_for_now_is_retried_not_answered_as_dead() -> None:
-    services = Services(unreadable={"kind": "server_error", "message": "the site failed", "transient": True})
+    services = ComposerServices(
+        example_evidence("arxiv-2106-09685"),
+        unreadable={"kind": "server_error", "message": "the site failed", "transient": True},
+    )
     composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9")
     with pytest.raises(DependencyUnavailable, match="linked site"):
         await composer.run_job(JOB)
@@ -187,11 +157,14 @@ async def test_a_site_that_is_down_for_now_is_retried_not_answered_as_dead() -> 
 
 async def test_on_the_final_attempt_an_unavailable_llm_or_site_is_answered_not_left_silent() -> None:
     final = JOB.model_copy(update={"final_attempt": True})
-    services = Services()
+    services = ComposerServices(LORA)
     composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", LLM_UNAVAILABLE_REPLY="retry")
     assert (await composer.run_job(final)).outcome == Outcome.degraded
 
-    down = Services(unreadable={"kind": "timeout", "message": "the site timed out", "transient": True})
+    down = ComposerServices(
+        example_evidence("arxiv-2106-09685"),
+        unreadable={"kind": "timeout", "message": "the site timed out", "transient": True},
+    )
     result = await pipeline(down, LLM_GATEWAY_URL="http://127.0.0.1:9").run_job(final)
     assert result.outcome == Outcome.unreadable
     [request] = down.posted
@@ -201,6 +174,6 @@ async def test_on_the_final_attempt_an_unavailable_llm_or_site_is_answered_not_l
 @pytest.mark.parametrize("example", [e["id"] for e in DATASET])
 async def test_the_quoted_reply_of_every_eval_example_passes_every_gate(example: str) -> None:
     """The degraded reply (no model at all) is fit to post on all the suite's sources, content gates included."""
-    services = Services(evidence=example_evidence(example))
+    services = ComposerServices(example_evidence(example))
     result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(JOB)
     assert result.outcome == Outcome.degraded, [g for g in result.gates if not g.passed]

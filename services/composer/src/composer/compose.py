@@ -27,7 +27,7 @@ from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
 from composer.projects import Project
 from composer.prompts import PromptStore
 from composer.settings import ComposeMode, ComposerSettings, LLMUnavailableReply
-from composer.stage_a import SearchFunction, StageA, StageAOutput
+from composer.stage_a import SearchFunction, StageA, StageAOutput, StageError
 from composer.stage_b import StageB, StageBOutput
 from technoshare_common.metrics import STAGE_LATENCY, STAGE_RUNS
 from technoshare_common.schemas import (
@@ -138,6 +138,20 @@ class ReplyComposer:
                 params[f"{name}.{key}"] = value
         return params
 
+    async def compose_evidence(self, url: str, slack_text: str, evidence: Evidence) -> ComposeResult:
+        """A dry run on given evidence, with no service but the LLM: what the evaluation suite runs."""
+        result = ComposeResult(url=url, outcome=Outcome.error)
+        start = time.perf_counter()
+        try:
+            await self.compose(result, evidence, slack_text)
+        except StageError as exc:
+            result.error = str(exc)
+        except openai.APIStatusError as exc:
+            result.error = f"llm-gateway refused the call: HTTP {exc.status_code}: {exc.message}"
+        result.evidence = evidence
+        result.timings["total"] = round(time.perf_counter() - start, 4)
+        return result
+
     async def compose(
         self,
         result: ComposeResult,
@@ -161,7 +175,7 @@ class ReplyComposer:
         )
         try:
             if self.mode == ComposeMode.extractive:
-                await self._extractive(result, evidence, index, context, themes)
+                await self._quoted(result, evidence, index, context, themes)
             else:
                 await self._abstractive(result, evidence, slack_text, context, themes, saved, checkpoint)
         except (LLMUnavailable, openai.RateLimitError) as exc:
@@ -169,7 +183,7 @@ class ReplyComposer:
             if not _llm_unavailable(exc) or retry:
                 raise
             log.warning("LLM unavailable; posting the quoted reply", extra={"error": str(exc)[:300]})
-            await self._degraded(result, evidence, index, context, themes)
+            await self._quoted(result, evidence, index, context, themes, degraded=True)
 
     async def _gate(self, result: ComposeResult, content: str, config: GateConfig, context: GateContext) -> GateReport:
         async with stage(result, "quality_gates") as span:
@@ -184,36 +198,30 @@ class ReplyComposer:
             )
         return report
 
-    async def _extractive(
+    async def _quoted(
         self,
         result: ComposeResult,
         evidence: Evidence,
         index: EvidenceIndex,
         context: GateContext,
         themes: Sequence[ThemeStrength],
+        *,
+        degraded: bool = False,
     ) -> None:
+        """The extractive reply: the model picks the TL;DR, or, degraded, the ranking does and the reply says so."""
         async with stage(result, "stage_b") as span:
-            draft = await self.extractive.compose(self.prompts.get(SELECT_PROMPT), evidence, index, themes)
-            span.set_attributes({"compose_mode": "extractive", "selection": draft.selection, "model": draft.model})
+            prompt = None if degraded else self.prompts.get(SELECT_PROMPT)
+            draft = await self.extractive.compose(prompt, evidence, index, themes)
+            mode = "degraded" if degraded else "extractive"
+            span.set_attributes({"compose_mode": mode, "selection": draft.selection, "model": draft.model or ""})
         result.usage += draft.usage
         result.models["stage_b"] = draft.model or self.settings.stage_b_model
-        result.models.pop("stage_a", None)
-        await self._finish(result, draft, context, Outcome.success)
-
-    async def _degraded(
-        self,
-        result: ComposeResult,
-        evidence: Evidence,
-        index: EvidenceIndex,
-        context: GateContext,
-        themes: Sequence[ThemeStrength],
-    ) -> None:
-        async with stage(result, "stage_b") as span:
-            draft = await self.extractive.compose(None, evidence, index, themes)
-            span.set_attributes({"compose_mode": "degraded", "selection": draft.selection})
-        draft.reply.notes.insert(0, DEGRADED_NOTE)
-        result.compose_mode = "degraded"
-        await self._finish(result, draft, context, Outcome.degraded)
+        if result.facts is None:  # Stage A did not run
+            result.models.pop("stage_a", None)
+        if degraded:
+            draft.reply.notes.insert(0, DEGRADED_NOTE)
+            result.compose_mode = mode
+        await self._finish(result, draft, context, Outcome.degraded if degraded else Outcome.success)
 
     async def _finish(
         self, result: ComposeResult, draft: ExtractiveDraft, context: GateContext, passed: Outcome

@@ -19,11 +19,10 @@ from mlflow.entities import LoggedModelInput
 from mlflow.genai.scorers import Scorer
 
 from composer.app_version import AppVersions, app_config, version_name
-from composer.compose import MODE_PROMPTS
+from composer.compose import MODE_PROMPTS, ReplyComposer
 from composer.content_gates import GateContext
 from composer.gates import GATE_NAMES
 from composer.llm import LLMClient
-from composer.pipeline import Pipeline
 from composer.projects import load_projects
 from composer.prompts import PromptRegistry, PromptStore
 from composer.settings import ComposerSettings
@@ -140,36 +139,28 @@ class Comparison:
         return candidate.pass_rate < self.baseline.pass_rate - self.tolerance
 
 
-def build_pipeline(settings: ComposerSettings, alias: str) -> tuple[Pipeline, PromptStore, LLMClient]:
-    """composer's pipeline in this process, reading prompts at `alias`; retrieval and poster are never called
-    (evidence is pinned, tools are off, nothing is posted)."""
+def build_pipeline(settings: ComposerSettings, alias: str) -> tuple[ReplyComposer, PromptStore, LLMClient]:
+    """composer's composing in this process, reading prompts at `alias`: no retrieval, no poster (evidence is
+    pinned, the search tool is off, nothing is posted)."""
     registry = PromptRegistry(settings.mlflow_tracking_uri) if settings.mlflow_tracking_uri else None
     prompts = PromptStore(settings.prompts_dir, registry, alias=alias)
     if registry is not None:
         for name in prompt_names(settings):  # the versions at the alias, now: never the YAML by accident
             prompts.pin(name)
     llm = LLMClient(settings)
-    unused = ServiceClient("unused", "http://127.0.0.1:9", settings)
-    pipeline = Pipeline(
-        settings,
-        llm=llm,
-        retrieval=unused,
-        poster=unused,
-        prompts=prompts,
-        projects=load_projects(settings.projects_file),
-    )
-    return pipeline, prompts, llm
+    composer = ReplyComposer(settings, llm=llm, prompts=prompts, projects=load_projects(settings.projects_file))
+    return composer, prompts, llm
 
 
 async def compose_all(
-    pipeline: Pipeline | ServiceClient, examples: list[EvalExample], concurrency: int
+    pipeline: ReplyComposer | ServiceClient, examples: list[EvalExample], concurrency: int
 ) -> list[ComposeResult]:
     """Each example through the pipeline in this process, or through a composer's `/v1/compose` (dry run)."""
     gate = asyncio.Semaphore(concurrency)
 
     async def compose(example: EvalExample) -> ComposeResult:
-        if isinstance(pipeline, Pipeline):
-            return await pipeline.compose(example.url, example.slack_text, example.evidence)
+        if isinstance(pipeline, ReplyComposer):
+            return await pipeline.compose_evidence(example.url, example.slack_text, example.evidence)
         request = ComposeRequest(url=example.url, slack_text=example.slack_text, evidence=example.evidence)
         return await pipeline.post("/v1/compose", request, ComposeResult)
 
@@ -317,7 +308,10 @@ def run_suite(
 
 
 async def _compose_then_close(
-    source: Pipeline | ServiceClient, client: LLMClient | ServiceClient, examples: list[EvalExample], concurrency: int
+    source: ReplyComposer | ServiceClient,
+    client: LLMClient | ServiceClient,
+    examples: list[EvalExample],
+    concurrency: int,
 ) -> list[ComposeResult]:
     try:
         return await compose_all(source, examples, concurrency)

@@ -1,0 +1,40 @@
+"""retrieval, poster and ingest's checkpoint route as composer's ServiceClients see them, for pipeline tests:
+it records what composer asked and answers as those services would."""
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from technoshare_common.http import ServiceError
+from technoshare_common.schemas import CheckpointSaved, Evidence, JobCheckpoints, PostStatus, ReplyRequest, ReplyResult
+
+
+class ComposerServices:
+    def __init__(self, evidence: Evidence, *, post_failures: int = 0, unreadable: dict[str, Any] | None = None) -> None:
+        """`post_failures`: posts answered first with a retryable Slack failure; `unreadable`: retrieval's 422
+        detail for the link."""
+        self.evidence = evidence
+        self.post_failures = post_failures
+        self.unreadable = unreadable
+        self.calls: dict[str, int] = {"retrieval": 0, "poster": 0}
+        self.posted: list[ReplyRequest] = []
+        self.saved = JobCheckpoints()
+
+    async def post(self, path: str, body: BaseModel, model: type[Any], **_: Any) -> Any:
+        if path == "/v1/evidence":
+            self.calls["retrieval"] += 1
+            if self.unreadable is not None:
+                raise ServiceError("retrieval", f"HTTP 422: {self.unreadable}", 422, self.unreadable)
+            return self.evidence
+        if path == "/v1/replies":
+            assert isinstance(body, ReplyRequest)
+            self.calls["poster"] += 1
+            if self.calls["poster"] <= self.post_failures:
+                return ReplyResult(
+                    job_id=body.job_id, status=PostStatus.failed, channel_id="C1", error="ratelimited", retryable=True
+                )
+            self.posted.append(body)
+            return ReplyResult(job_id=body.job_id, status=PostStatus.posted, channel_id="C1", message_ts="9.9")
+        assert path.endswith("/checkpoints") and isinstance(body, JobCheckpoints)
+        self.saved = self.saved.model_copy(update={name: value for name, value in body if value is not None})
+        return CheckpointSaved(job_id=path.split("/")[3], stages=self.saved.stages())
