@@ -16,6 +16,7 @@ Lost = events with no job (ingest) or no reply in their thread (stack); doubled 
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import statistics
 import subprocess
@@ -267,16 +268,18 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp, job_store(database, Path(tmp)) as database_url:
                     run = run_ingest_alone if mode == "ingest" else run_stack
                     result = run(database_url, rate, args.seconds, Path(tmp))
-                row = {"mode": mode, "database": database, "rate": rate} | result
+                load = os.getloadavg()[0]  # other work on the machine shows in the tail: say how busy it was
+                row = {"mode": mode, "database": database, "rate": rate} | result | {"load": round(load, 1)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     print("\n| mode | database | events/s | events (+ retries) | ack p50 ms | ack p99 ms | max ms |", end="")
-    print(" non-200 | lost | doubled |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(" non-200 | lost | doubled | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['mode']} | {r['database']} | {r['rate']} | {r['events']} (+{r['requests'] - r['events']}) | "
-            f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['non_200']} | {r['lost']} | {r['doubled']} |"
+            f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['non_200']} | {r['lost']} | {r['doubled']} | "
+            f"{r['load']} |"
         )
 
 

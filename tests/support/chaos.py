@@ -210,15 +210,16 @@ def job_rows(database_url: str) -> list[JobRow]:
 
 
 def wait_all_done(database_url: str, traffic: SlackTraffic, timeout: float) -> list[JobRow]:
-    """Every acknowledged event's job, once each has ended (as a reply or a recorded outcome)."""
+    """The jobs once every acknowledged event's job has ended (as a reply or a recorded outcome), or as they are at
+    the timeout: the tally then counts what never ended as lost."""
     accepted = {event.ts for event in traffic.events if event.accepted}
-
-    def all_done() -> list[JobRow] | None:
+    deadline = time.monotonic() + timeout
+    while True:
         rows = job_rows(database_url)
         covered = {row.message_ts for row in rows}
-        return rows if accepted <= covered and all(row.state == "done" for row in rows) else None
-
-    return wait_until(all_done, timeout=timeout, interval=1.0, what="every accepted event's job to end")
+        if (accepted <= covered and all(row.state == "done" for row in rows)) or time.monotonic() > deadline:
+            return rows
+        time.sleep(1.0)
 
 
 @dataclass(frozen=True)
@@ -239,8 +240,8 @@ class Tally:
 
 
 def tally(traffic: SlackTraffic, rows: list[JobRow], messages: list[dict[str, Any]]) -> Tally:
-    """Lost: an accepted event with no job, or a successful job without a reply. Doubled: an event with two jobs,
-    or a job with two replies (told apart by the job id poster puts in each reply's metadata)."""
+    """Lost: an accepted event with no job, a job that never ended, or a successful job without a reply.
+    Doubled: an event with two jobs, or a job with two replies (told apart by the job id in each reply's metadata)."""
     replies = Counter(
         ((message.get("metadata") or {}).get("event_payload") or {}).get("job_id") for message in messages
     )
@@ -257,6 +258,8 @@ def tally(traffic: SlackTraffic, rows: list[JobRow], messages: list[dict[str, An
         if len(jobs) > 1:
             doubled.append(f"event {event.ts}: {len(jobs)} jobs")
         for job in jobs:
+            if job.state != "done":
+                lost.append(f"job {job.id}: never ended ({job.state})")
             if replies[job.id] > 1:
                 doubled.append(f"job {job.id}: {replies[job.id]} replies")
             elif replies[job.id] == 0 and job.outcome == "success":

@@ -62,6 +62,18 @@ STAGE_SPANS = {
 
 Checkpoint = Callable[[JobCheckpoints], Awaitable[None]]
 
+# A theme is offered only when it is at least this share of the strongest one: a link about a web framework is
+# not "related" to the image-generation project because both mention "fast" and "features".
+RELATIVE_THEME_STRENGTH = 0.5
+
+
+def earned_themes(index: EvidenceIndex, projects: list[Project], floor: float) -> list[ThemeStrength]:
+    """The themes a reply may name, strongest first: over the earned_relevance gate's floor and near the best."""
+    strengths = [t for t in theme_strengths(index, projects) if t.score >= floor]
+    if not strengths:
+        return []
+    return [t for t in strengths if t.score >= RELATIVE_THEME_STRENGTH * strengths[0].score]
+
 
 async def _no_checkpoint(_: JobCheckpoints) -> None:
     return None
@@ -166,8 +178,7 @@ class ReplyComposer:
         saved = saved or JobCheckpoints()
         index = EvidenceIndex.from_evidence(evidence)
         context = GateContext(index, self.projects)
-        floor = self.gate_config.content.min_theme_strength
-        themes = [t for t in theme_strengths(index, self.projects) if t.score >= floor]
+        themes = earned_themes(index, self.projects, self.gate_config.content.min_theme_strength)
         result.compose_mode = self.mode.value
         result.prompt_versions = self.prompt_versions()
         result.app_version, result.app_version_id = self.app_versions.current(

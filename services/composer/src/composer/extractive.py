@@ -40,7 +40,7 @@ _POINTER = re.compile(r"^(?:see|read|check out|click|visit|follow|join|please|re
 TITLE_TERM_WEIGHT = 3  # ranks a sentence gains per term it shares with the title (the classic title feature)
 MIN_WORDS, MAX_WORDS = 6, 60
 MAX_PROJECT_LINES = 3
-SHOWN_TERM_CHARS = 5  # shorter shared words ("fine", "code", "run") say little on a project line
+SHOWN_TERM_CHARS = 4  # shorter shared words ("run", "api") say little on a project line
 
 DEGRADED_NOTE = "The language model was unavailable, so these sentences are quoted from the source as ranked by code."
 SHORT_SOURCE_NOTE = "The source has little text: the summary gives all {count} of its remaining sentences."
@@ -140,10 +140,23 @@ def selection_schema(candidates: int, tldr_sentences: int) -> dict[str, Any]:
     return {"type": "object", "properties": {"tldr": tldr}, "required": ["tldr"], "additionalProperties": False}
 
 
-def _as_written(word: str, text: str) -> str:
-    """The word as the source writes it most often (LoRA, PyTorch, JAX), not as the index lowercased it."""
+def _as_written(word: str, text: str) -> str | None:
+    """The word as the source writes it most often (LoRA, PyTorch, JAX); None if it is only a stem of the index."""
     found = Counter(re.findall(rf"\b{re.escape(word)}\b", text, flags=re.IGNORECASE))
-    return found.most_common(1)[0][0] if found else word
+    return found.most_common(1)[0][0] if found else None
+
+
+def _phrases(words: list[str], text: str) -> list[str]:
+    """Shared words the source writes side by side read as one phrase: "data structures", "fine-tuning"."""
+    merged: list[str] = []
+    for word in words:
+        pattern = rf"\b{re.escape(merged[-1])}([\s-]+){re.escape(word)}\b" if merged else ""
+        joins = re.findall(pattern, text, re.IGNORECASE) if pattern else []
+        if len(joins) >= 2:  # a phrase of the source's, not two words that met once
+            merged[-1] = f"{merged[-1]}{'-' if joins[0].strip() else ' '}{word}"
+        else:
+            merged.append(word)
+    return merged
 
 
 def project_lines(themes: Sequence[ThemeStrength], index: EvidenceIndex) -> list[ProjectLink]:
@@ -152,8 +165,9 @@ def project_lines(themes: Sequence[ThemeStrength], index: EvidenceIndex) -> list
     text = " ".join(index.sentences)
     lines = []
     for strength in themes[:MAX_PROJECT_LINES]:
-        shown = [w for w in strength.shared if len(w) >= SHOWN_TERM_CHARS or not w.islower()] or list(strength.shared)
-        words = list(dict.fromkeys(_as_written(w, text) for w in shown[:3]))
+        written = [w for w in (_as_written(w, text) for w in strength.shared) if w is not None]
+        shown = [w for w in written if len(w) >= SHOWN_TERM_CHARS or not w.islower()] or written or [strength.theme]
+        words = _phrases(list(dict.fromkeys(shown[:3])), text)
         listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}"
         lines.append(ProjectLink(theme=strength.theme, relevance=f"{strength.project}: the source covers {listed}."))
     return lines
