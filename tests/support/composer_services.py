@@ -19,6 +19,7 @@ class ComposerServices:
         self.calls: dict[str, int] = {"retrieval": 0, "poster": 0}
         self.posted: list[ReplyRequest] = []
         self.saved = JobCheckpoints()
+        self.current_attempt: int | None = None  # set: ingest refuses (409) a checkpoint from any other attempt
 
     async def post(self, path: str, body: BaseModel, model: type[Any], **_: Any) -> Any:
         if path == "/v1/evidence":
@@ -36,5 +37,7 @@ class ComposerServices:
             self.posted.append(body)
             return ReplyResult(job_id=body.job_id, status=PostStatus.posted, channel_id="C1", message_ts="9.9")
         assert path.endswith("/checkpoints") and isinstance(body, JobCheckpoints)
+        if self.current_attempt is not None and body.attempt != self.current_attempt:
+            raise ServiceError("ingest", "HTTP 409: another attempt holds the job", 409)
         self.saved = self.saved.model_copy(update={name: value for name, value in body if value is not None})
         return CheckpointSaved(job_id=path.split("/")[3], stages=self.saved.stages())

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from composer.extractive import DEGRADED_NOTE, SHORT_SOURCE_NOTE, ExtractiveComposer, quotable, rank_sentences
+from composer.gates import GateConfig, parse_reply
 from composer.grounding import EvidenceIndex, theme_strengths
 from composer.llm import LLMClient
 from composer.pipeline import DependencyUnavailable, Pipeline
@@ -21,6 +22,7 @@ from technoshare_common.schemas import (
     Outcome,
 )
 from technoshare_common.settings import REPO_DATA_DIR
+from technoshare_common.slack_format import NO_PROJECT_LINE
 from tests.support.composer_services import ComposerServices
 from tests.support.jobs import arxiv_job
 from tests.support.scripted_llm import ScriptedLLM
@@ -80,7 +82,7 @@ async def test_without_a_model_every_sentence_is_the_sources_own_in_reading_orde
     index = EvidenceIndex.from_evidence(evidence)
     projects = load_projects(ComposerSettings().projects_file)
     themes = theme_strengths(index, projects)
-    draft = await ExtractiveComposer(ComposerSettings(), None).compose(None, evidence, index, themes)
+    draft = await ExtractiveComposer(ComposerSettings(), None, 0.82).compose(None, evidence, index, themes)
     text = source_text(evidence)
     reply = draft.reply
     assert reply.tldr and reply.summary and draft.selection == "ranked"
@@ -177,3 +179,67 @@ async def test_the_quoted_reply_of_every_eval_example_passes_every_gate(example:
     services = ComposerServices(example_evidence(example))
     result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(JOB)
     assert result.outcome == Outcome.degraded, [g for g in result.gates if not g.passed]
+
+
+def _evidence_of(text: str) -> Evidence:
+    return Evidence(
+        url="https://example.com/a",
+        final_url="https://example.com/a",
+        adapter_name="test",
+        coverage="full",
+        title="A page",
+        text=text,
+    )
+
+
+async def test_a_dry_run_never_answers_with_the_quoted_reply() -> None:
+    """The evaluation suite composes as a dry run: with the model down it must fail, not score the quoted reply."""
+    composer = pipeline(ComposerServices(LORA), LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive")
+    result = await composer.composer.compose_evidence("https://arxiv.org/abs/2106.09685", "", LORA)
+    assert result.outcome == Outcome.error and result.reply is None and "llm unavailable" in (result.error or "")
+    with pytest.raises(DependencyUnavailable):
+        await composer.compose("https://arxiv.org/abs/2106.09685", "", LORA)
+
+
+async def test_a_source_with_too_little_text_gets_a_notice() -> None:
+    services = ComposerServices(_evidence_of("Welcome to the home page of our small project today."))
+    result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9").run_job(JOB)
+    assert result.outcome == Outcome.unreadable
+    [request] = services.posted
+    assert request.notice is not None and "too little text" in request.notice.text
+
+
+async def test_a_link_no_project_relates_to_says_so_instead_of_guessing() -> None:
+    text = " ".join(
+        [
+            "Sourdough bread needs a lively starter fed with flour and water every day.",
+            "The dough rests overnight in a cool kitchen so the flavour can develop slowly.",
+            "Bakers fold the dough several times during the first hours of the rise.",
+            "A hot cast iron pot gives the loaf a crisp crust and an open crumb.",
+            "Scoring the top of the loaf lets steam escape in a controlled way.",
+            "The bread should cool for an hour before anyone cuts the first slice.",
+        ]
+    )
+    services = ComposerServices(_evidence_of(text))
+    result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(JOB)
+    assert result.outcome == Outcome.degraded, [g for g in result.gates if not g.passed]
+    [request] = services.posted
+    assert request.reply is not None and request.reply.projects == []
+    assert result.text is not None and result.text.split("*Projects*\n")[1].startswith(NO_PROJECT_LINE)
+
+
+def test_notes_are_codes_to_add_never_the_models() -> None:
+    config = GateConfig.from_settings(ComposerSettings(), ["LLM inference"])
+    content = json.dumps(
+        {"tldr": ["A."], "summary": ["B."], "projects": [], "notes": ["LoRA was invented by OpenAI in 2015."]}
+    )
+    reply, _ = parse_reply(content, config)
+    assert reply is not None and reply.notes == []
+
+
+async def test_an_attempt_that_lost_the_job_stops_before_posting(llm: tuple[ScriptedLLM, str]) -> None:
+    services = ComposerServices(LORA)
+    services.current_attempt = JOB.attempt + 1  # a newer attempt took the lease over
+    with pytest.raises(DependencyUnavailable, match="newer attempt"):
+        await pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="extractive").run_job(JOB)
+    assert services.posted == [] and llm[0].requests == []

@@ -13,6 +13,8 @@ from technoshare_common.schemas import ComposedReply, Coverage
 SECTION_TITLES = ("*TL;DR*", "*Summary*", "*Projects*")
 SECTION_SEPARATOR = "\n\n\n"  # two blank lines between sections
 THEME_PREFIX = "Theme: "
+# The Projects section when the evidence earns no project: said plainly rather than relating the link to a guess.
+NO_PROJECT_LINE = "No clear link to the team's projects."
 SLACK_SECTION_LIMIT = 3000  # characters per Block Kit section text
 _NOTE_LINE = re.compile(r"_(.+)_")
 
@@ -26,10 +28,11 @@ def project_line(theme: str, relevance: str) -> str:
 
 
 def render_sections(reply: ComposedReply) -> list[tuple[str, str]]:
+    projects = "\n".join(project_line(p.theme, p.relevance) for p in reply.projects) or NO_PROJECT_LINE
     return [
         (SECTION_TITLES[0], " ".join(_sentence(s) for s in reply.tldr)),
         (SECTION_TITLES[1], " ".join(_sentence(s) for s in reply.summary)),
-        (SECTION_TITLES[2], "\n".join(project_line(p.theme, p.relevance) for p in reply.projects)),
+        (SECTION_TITLES[2], projects),
     ]
 
 

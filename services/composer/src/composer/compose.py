@@ -20,10 +20,17 @@ import openai
 
 from composer.app_version import AppVersions, app_config
 from composer.content_gates import GateContext
-from composer.extractive import DEGRADED_NOTE, ExtractiveComposer, ExtractiveDraft, gates_for_source
+from composer.extractive import (
+    DEGRADED_NOTE,
+    ExtractiveComposer,
+    ExtractiveDraft,
+    gates_for_source,
+    quotable_sentences,
+)
 from composer.gates import GateConfig, GateReport, run_gates
 from composer.grounding import EvidenceIndex, ThemeStrength, theme_strengths
 from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
+from composer.notices import TOO_LITTLE_TEXT, unreadable_notice
 from composer.projects import Project
 from composer.prompts import PromptStore
 from composer.settings import ComposeMode, ComposerSettings, LLMUnavailableReply
@@ -38,6 +45,7 @@ from technoshare_common.schemas import (
     StageACheckpoint,
     StageBCheckpoint,
 )
+from technoshare_common.slack_format import render_text
 from technoshare_common.tracing import tracer
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,9 @@ STAGE_SPANS = {
 }
 
 Checkpoint = Callable[[JobCheckpoints], Awaitable[None]]
+
+# A source with fewer sentences that could be quoted gets a short notice: a reply would have to invent or repeat.
+MIN_QUOTABLE = 2
 
 # A theme is offered only when it is at least this share of the strongest one: a link about a web framework is
 # not "related" to the image-generation project because both mention "fast" and "features".
@@ -151,11 +162,14 @@ class ReplyComposer:
         return params
 
     async def compose_evidence(self, url: str, slack_text: str, evidence: Evidence) -> ComposeResult:
-        """A dry run on given evidence, with no service but the LLM: what the evaluation suite runs."""
+        """A dry run on given evidence, with no service but the LLM: what the evaluation suite runs. It never
+        degrades: a suite that scored the quoted reply while the model was down would pass without the model."""
         result = ComposeResult(url=url, outcome=Outcome.error)
         start = time.perf_counter()
         try:
-            await self.compose(result, evidence, slack_text)
+            await self.compose(result, evidence, slack_text, degrade=False)
+        except LLMUnavailable as exc:
+            result.error = f"llm unavailable: {exc}"
         except StageError as exc:
             result.error = str(exc)
         except openai.APIStatusError as exc:
@@ -172,6 +186,7 @@ class ReplyComposer:
         saved: JobCheckpoints | None = None,
         checkpoint: Checkpoint = _no_checkpoint,
         final_attempt: bool = True,
+        degrade: bool = True,
     ) -> None:
         """Fills `result` with the gated reply and its outcome. An unavailable LLM gets the degraded reply, unless
         LLM_UNAVAILABLE_REPLY=retry and another attempt will follow: then LLMUnavailable is raised."""
@@ -180,6 +195,11 @@ class ReplyComposer:
         context = GateContext(index, self.projects)
         themes = earned_themes(index, self.projects, self.gate_config.content.min_theme_strength)
         result.compose_mode = self.mode.value
+        if len(quotable_sentences(index.sentences, self.gate_config.content.max_similarity)) < MIN_QUOTABLE:
+            result.outcome = Outcome.unreadable
+            result.notice = unreadable_notice({"kind": TOO_LITTLE_TEXT}, self.settings)
+            result.text = result.notice.text
+            return
         result.prompt_versions = self.prompt_versions()
         result.app_version, result.app_version_id = self.app_versions.current(
             app_config(self.settings, result.prompt_versions)
@@ -191,7 +211,7 @@ class ReplyComposer:
                 await self._abstractive(result, evidence, slack_text, context, themes, saved, checkpoint)
         except (LLMUnavailable, openai.RateLimitError) as exc:
             retry = self.settings.llm_unavailable_reply == LLMUnavailableReply.retry and not final_attempt
-            if not _llm_unavailable(exc) or retry:
+            if not _llm_unavailable(exc) or retry or not degrade:
                 raise
             log.warning("LLM unavailable; posting the quoted reply", extra={"error": str(exc)[:300]})
             await self._quoted(result, evidence, index, context, themes, degraded=True)
@@ -239,6 +259,9 @@ class ReplyComposer:
     ) -> None:
         config = gates_for_source(self.gate_config, context.evidence)
         report = await self._gate(result, draft.reply.model_dump_json(), config, context)
+        if report.reply is not None and draft.reply.notes:  # code's notes: parse_reply drops any a model wrote
+            report.reply.notes = list(draft.reply.notes)
+            report.text = render_text(report.reply)
         self._record(result, report, passed)
 
     async def _abstractive(
@@ -269,6 +292,9 @@ class ReplyComposer:
                     )
                 )
             )
+        if stage_a.extra_snippets:  # what Stage A read with its search tool is evidence too
+            index = EvidenceIndex.from_evidence(evidence, [snippet.text for snippet in stage_a.extra_snippets])
+            context = GateContext(index, context.projects)
         result.facts = stage_a.facts
         result.tool_calls = stage_a.tool_calls
         result.usage += stage_a.usage

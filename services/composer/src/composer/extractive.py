@@ -7,6 +7,7 @@ the next best in reading order, and the project lines name the terms the source 
 degraded reply posted when the LLM is unavailable.
 """
 
+import asyncio
 import dataclasses
 import json
 import re
@@ -16,15 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import openai
 from pydantic import ValidationError
 from sumy.models.dom import ObjectDocumentModel, Paragraph, Sentence
 from sumy.nlp.stemmers import Stemmer
 from sumy.summarizers.lex_rank import LexRankSummarizer
 from sumy.utils import get_stop_words
 
-from composer.content_gates import MARKUP_PATTERNS, similarity
+from composer.content_gates import MARKUP_PATTERNS
 from composer.gates import GateConfig
-from composer.grounding import EvidenceIndex, ThemeStrength, terms
+from composer.grounding import EvidenceIndex, ThemeStrength, normalized_words, terms, word_similarity
 from composer.llm import LLMClient, parse_json_object
 from composer.output_schemas import response_format
 from composer.prompts import PromptTemplate
@@ -43,7 +45,7 @@ MAX_PROJECT_LINES = 3
 SHOWN_TERM_CHARS = 4  # shorter shared words ("run", "api") say little on a project line
 
 DEGRADED_NOTE = "The language model was unavailable, so these sentences are quoted from the source as ranked by code."
-SHORT_SOURCE_NOTE = "The source has little text: the summary gives all {count} of its remaining sentences."
+SHORT_SOURCE_NOTE = "Only {count} more sentences of the source could be quoted, so the summary is short."
 
 
 class _Words:
@@ -66,6 +68,7 @@ def quotable(sentence: str) -> bool:
     words = len(sentence.split())
     return (
         MIN_WORDS <= words <= MAX_WORDS
+        and (sentence[0].isupper() or sentence[0].isdigit())  # not a fragment cut mid-sentence
         and sentence[-1] in ".!?"
         and count_sentences(sentence) == 1
         and not _NOT_PROSE.search(sentence)
@@ -89,13 +92,21 @@ def gates_for_source(config: GateConfig, index: EvidenceIndex) -> GateConfig:
     return dataclasses.replace(config, tldr_sentences=tldr, summary_min=summary_min)
 
 
+MAX_QUOTABLE = 200  # sentences considered on a long page (pairwise deduplication and LexRank are quadratic)
+
+
 def quotable_sentences(sentences: Sequence[str], max_similarity: float) -> list[str]:
     """The source's quotable sentences in reading order, a near-duplicate of an earlier one dropped: what a reply
     can say without repeating itself, so also how many sentences the gates may ask of a short source."""
     kept: list[str] = []
+    kept_words: list[str] = []
     for sentence in dict.fromkeys(s for s in sentences if quotable(s)):
-        if all(similarity(sentence, earlier) < max_similarity for earlier in kept):
+        words = normalized_words(sentence)
+        if all(word_similarity(words, earlier) < max_similarity for earlier in kept_words):
             kept.append(sentence)
+            kept_words.append(words)
+            if len(kept) == MAX_QUOTABLE:
+                break
     return kept
 
 
@@ -118,11 +129,7 @@ def rank_sentences(
 
     summarizer(document, keep_order)
     lifted = sorted(range(len(ranked)), key=lambda i: i - TITLE_TERM_WEIGHT * len(terms(ranked[i]) & title_terms))
-    kept: list[str] = []
-    for sentence in (ranked[i] for i in lifted):
-        if all(similarity(sentence, better) < max_similarity for better in kept):
-            kept.append(sentence)
-    return kept
+    return [ranked[i] for i in lifted]
 
 
 @dataclass
@@ -131,7 +138,6 @@ class ExtractiveDraft:
     usage: TokenUsage = field(default_factory=TokenUsage)
     model: str | None = None
     selection: str = "ranked"  # "model" when the model's TL;DR pick was used
-    candidates: int = 0
 
 
 def selection_schema(candidates: int, tldr_sentences: int) -> dict[str, Any]:
@@ -163,11 +169,17 @@ def project_lines(themes: Sequence[ThemeStrength], index: EvidenceIndex) -> list
     """One line per earned theme, strongest first, naming the topics the source shares with the project: a
     connection anyone can check, where a small model's own sentence would be a guess."""
     text = " ".join(index.sentences)
-    lines = []
-    for strength in themes[:MAX_PROJECT_LINES]:
+    lines: list[ProjectLink] = []
+    said: set[tuple[str, ...]] = set()
+    for strength in themes:
+        if len(lines) == MAX_PROJECT_LINES:
+            break
         written = [w for w in (_as_written(w, text) for w in strength.shared) if w is not None]
         shown = [w for w in written if len(w) >= SHOWN_TERM_CHARS or not w.islower()] or written or [strength.theme]
         words = _phrases(list(dict.fromkeys(shown[:3])), text)
+        if tuple(words) in said:  # two lines naming the same words would repeat each other
+            continue
+        said.add(tuple(words))
         listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}"
         lines.append(ProjectLink(theme=strength.theme, relevance=f"{strength.project}: the source covers {listed}."))
     return lines
@@ -176,7 +188,7 @@ def project_lines(themes: Sequence[ThemeStrength], index: EvidenceIndex) -> list
 class ExtractiveComposer:
     persona = "stage_b"
 
-    def __init__(self, settings: ComposerSettings, llm: LLMClient | None, max_similarity: float = 0.85) -> None:
+    def __init__(self, settings: ComposerSettings, llm: LLMClient | None, max_similarity: float) -> None:
         self.settings = settings
         self.llm = llm
         self.max_similarity = max_similarity  # the no_repetition gate's threshold
@@ -192,9 +204,9 @@ class ExtractiveComposer:
         themes: Sequence[ThemeStrength],
     ) -> ExtractiveDraft:
         """With a prompt and a model, the model picks the TL;DR among the best candidates; without, the ranking does."""
-        ranked = self.plan(index)
+        ranked = await asyncio.to_thread(self.plan, index)  # LexRank is pure Python: seconds on a long page
         shown = ranked[: self.settings.extractive_candidates]
-        draft = ExtractiveDraft(ComposedReply(tldr=[], summary=[], projects=[]), candidates=len(shown))
+        draft = ExtractiveDraft(ComposedReply(tldr=[], summary=[], projects=[]))
         tldr_count, _ = sentence_budget(len(ranked), self.settings.tldr_sentences, self.settings.summary_min_sentences)
         tldr_count = min(tldr_count, len(shown))
         picked: list[str] = []
@@ -217,20 +229,25 @@ class ExtractiveComposer:
             candidates="\n".join(f"{number}. {sentence}" for number, sentence in enumerate(shown, 1)),
             tldr_sentences=str(count),
         )
-        result = await self.llm.chat(
-            persona=self.persona,
-            model=self.settings.stage_b_model,
-            messages=messages,
-            parameters=prompt.parameters,
-            response_format=response_format("stage_b_selection", selection_schema(len(shown), count)),
-        )
+        try:
+            result = await self.llm.chat(
+                persona=self.persona,
+                model=self.settings.stage_b_model,
+                messages=messages,
+                parameters=prompt.parameters,
+                response_format=response_format("stage_b_selection", selection_schema(len(shown), count)),
+            )
+        except openai.BadRequestError:  # e.g. a content filter: the pick is optional, the ranking decides
+            return []
         draft.usage += result.usage
         draft.model = result.model
         try:
-            numbers = parse_json_object(result.content).get("tldr", [])
+            numbers = parse_json_object(result.content).get("tldr")
         except (ValueError, ValidationError, json.JSONDecodeError):
             return []
-        valid = [n for n in numbers if isinstance(n, int) and 1 <= n <= len(shown)]
+        if not isinstance(numbers, list):
+            return []
+        valid = [n for n in numbers if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= len(shown)]
         return [shown[n - 1] for n in dict.fromkeys(valid)][:count]
 
     def _assemble(

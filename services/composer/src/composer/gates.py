@@ -14,7 +14,14 @@ from composer.content_gates import CONTENT_GATES, ContentGateConfig, GateContext
 from composer.llm import parse_json_object
 from composer.settings import ComposerSettings
 from technoshare_common.schemas import ComposedReply, GateResult
-from technoshare_common.slack_format import SECTION_SEPARATOR, SECTION_TITLES, THEME_PREFIX, render_text, split_notes
+from technoshare_common.slack_format import (
+    NO_PROJECT_LINE,
+    SECTION_SEPARATOR,
+    SECTION_TITLES,
+    THEME_PREFIX,
+    render_text,
+    split_notes,
+)
 from technoshare_common.text import count_sentences
 
 GATE_NAMES = (
@@ -78,9 +85,11 @@ def parse_reply(content: str, config: GateConfig) -> tuple[ComposedReply | None,
         reply = ComposedReply.model_validate(parse_json_object(content))
     except (ValueError, ValidationError) as exc:
         return None, f"the answer is not valid JSON for the reply schema: {str(exc)[:400]}"
-    empty = [name for name in ("tldr", "summary", "projects") if not getattr(reply, name)]
+    empty = [name for name in ("tldr", "summary") if not getattr(reply, name)]
     if empty:
         return None, f"empty sections: {', '.join(empty)}"
+    # Notes are code's to add (e.g. why a reply is quoted); a model's would be ungated text under the reply.
+    reply = reply.model_copy(update={"notes": []})
     unknown = sorted({p.theme for p in reply.projects} - set(config.themes))
     if unknown:
         return None, f"unknown project themes {unknown}; use one of {list(config.themes)}"
@@ -129,7 +138,7 @@ def check_text(text: str, config: GateConfig) -> list[GateResult]:
         ),
         GateResult(
             name="projects_theme_prefix",
-            passed=bool(project_lines) and not unprefixed,
+            passed=project_lines == [NO_PROJECT_LINE] or (bool(project_lines) and not unprefixed),
             detail=f"every project line must start with '{THEME_PREFIX}'"
             + (f"; these do not: {unprefixed[:3]}" if unprefixed else "")
             + ("" if project_lines else "; there are no project lines"),

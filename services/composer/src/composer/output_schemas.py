@@ -35,12 +35,17 @@ def stage_b_schema(settings: ComposerSettings, themes: list[str], lengths: tuple
     """`themes`: the ones the evidence earns; `lengths`: the TL;DR's and the summary's minimum sentences, lowered
     for a short source rather than padded."""
     tldr, summary_min = lengths
-    project = _object({"theme": {"type": "string", "enum": themes}, "relevance": SENTENCE})
+    project = _object({"theme": {"type": "string", "enum": themes or [""]}, "relevance": SENTENCE})
     return _object(
         {
             "tldr": _sentences(tldr, tldr),
             "summary": _sentences(summary_min, max(summary_min, settings.summary_max_sentences)),
-            "projects": {"type": "array", "items": project, "minItems": 1, "maxItems": min(3, len(themes))},
+            "projects": {
+                "type": "array",
+                "items": project,
+                "minItems": min(1, len(themes)),
+                "maxItems": min(3, len(themes)),
+            },
         }
     )
 

@@ -16,7 +16,8 @@ from prometheus_client import Gauge
 
 from composer.app_version import AppVersions, app_config
 from composer.compose import ReplyComposer, stage
-from composer.llm import LLMClient, LLMUnavailable
+from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
+from composer.notices import unreadable_notice
 from composer.projects import Project
 from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
@@ -31,7 +32,6 @@ from technoshare_common.schemas import (
     EvidenceRequest,
     JobCheckpoints,
     JobRunRequest,
-    Notice,
     NoticeDelivery,
     Outcome,
     PostStatus,
@@ -48,34 +48,6 @@ log = logging.getLogger(__name__)
 JOBS_IN_FLIGHT = Gauge(
     "technoshare_composer_jobs_in_flight", "Jobs and dry runs this composer is composing now (posting included)."
 )
-
-# retrieval's 422 kinds for a link that cannot be read, and what the thread is told (retrieval's own message
-# names no address either; these keep the bot's wording in one place).
-UNREADABLE_REASONS = {
-    "not_found": "the page does not exist (HTTP 404 or 410)",
-    "http_status": "the site refused to serve it",
-    "dns": "its host name does not exist",
-    "blocked": "it points to an address the bot may not read",
-    "content_type": "it is not a page of text",
-    "too_large": "the page is too large to read",
-    "redirects": "it redirects too many times",
-    "parse": "the site's answer could not be read",
-    # transient: answered so only on the job's final attempt
-    "unreachable": "the site could not be reached",
-    "timeout": "the site did not answer in time",
-    "server_error": "the site kept failing",
-    "rate_limited": "the site kept turning the bot away (rate limited)",
-}
-
-
-def unreadable_notice(detail: object, settings: ComposerSettings) -> Notice:
-    kind = detail.get("kind") if isinstance(detail, dict) else None
-    reason = UNREADABLE_REASONS.get(str(kind), "it could not be read")
-    return Notice(
-        text=f"I could not summarise this link: {reason}.",
-        delivery=settings.unreadable_link_reply,
-        reaction=settings.unreadable_link_reaction,
-    )
 
 
 def _transient(detail: object) -> bool:
@@ -126,10 +98,12 @@ class Pipeline:
                 log.info("resuming a composed job: posting only")
                 result = saved.composed.model_copy(update={"evidence": saved.evidence})
             else:
-                result = await self._compose(job.job_id, str(job.url), job.slack_text, None, saved, job.final_attempt)
+                result = await self._compose(
+                    job.job_id, str(job.url), job.slack_text, None, saved, job.final_attempt, job.attempt
+                )
                 if result.outcome != Outcome.error:
                     composed = result.model_copy(update={"evidence": None, "post": None})
-                    await self._checkpoint(job.job_id, JobCheckpoints(composed=composed))
+                    await self._checkpoint(job.job_id, JobCheckpoints(composed=composed), job.attempt)
             result.trace_id = tracer.current_trace_id()
             tracer.link_trace_to_model(result.app_version_id)
             if self._should_post(result):
@@ -155,7 +129,7 @@ class Pipeline:
     async def compose(self, url: str, slack_text: str, evidence: Evidence | None) -> ComposeResult:
         """The dry run: the same pipeline, never posted."""
         with JOBS_IN_FLIGHT.track_inprogress():
-            return await self._compose(None, url, slack_text, evidence, final_attempt=True)
+            return await self._compose(None, url, slack_text, evidence, final_attempt=True, degrade=False)
 
     def _should_post(self, result: ComposeResult) -> bool:
         if result.notice is not None:
@@ -166,13 +140,18 @@ class Pipeline:
             result.outcome == Outcome.gate_failed and self.settings.post_on_gate_failure
         )
 
-    async def _checkpoint(self, job_id: str | None, finished: JobCheckpoints) -> None:
-        """Keep a finished stage for the job's next attempt; a failure here only costs that saving."""
+    async def _checkpoint(self, job_id: str | None, finished: JobCheckpoints, attempt: int | None) -> None:
+        """Keep a finished stage for the job's next attempt; a failure here only costs that saving. A 409 means
+        another attempt holds the job now (a lease taken over): this one stops, before paying or posting more."""
         if job_id is None or self.ingest is None:
             return
         try:
-            await self.ingest.post(f"/v1/jobs/{job_id}/checkpoints", finished, CheckpointSaved)
+            await self.ingest.post(
+                f"/v1/jobs/{job_id}/checkpoints", finished.model_copy(update={"attempt": attempt}), CheckpointSaved
+            )
         except ServiceError as exc:
+            if exc.status_code == 409:
+                raise DependencyUnavailable(f"a newer attempt holds the job: {exc}") from exc
             log.warning("could not checkpoint a stage", extra={"stages": finished.stages(), "error": str(exc)})
 
     async def _compose(
@@ -183,7 +162,10 @@ class Pipeline:
         evidence: Evidence | None,
         saved: JobCheckpoints | None = None,
         final_attempt: bool = False,
+        attempt: int | None = None,
+        degrade: bool = True,
     ) -> ComposeResult:
+        """`degrade`: a dry run never answers with the quoted reply (the evaluation suite must see the model fail)."""
         result = ComposeResult(
             job_id=job_id,
             url=url,
@@ -194,13 +176,15 @@ class Pipeline:
         start = time.perf_counter()
 
         async def checkpoint(finished: JobCheckpoints) -> None:
-            await self._checkpoint(job_id, finished)
+            await self._checkpoint(job_id, finished, attempt)
 
         try:
             async with asyncio.timeout(self.settings.job_deadline_seconds):
-                evidence = await self._evidence(result, url, evidence or saved.evidence, job_id, final_attempt)
+                evidence = await self._evidence(result, url, evidence or saved.evidence, job_id, final_attempt, attempt)
                 if evidence is not None:
-                    await self.composer.compose(result, evidence, slack_text, saved, checkpoint, final_attempt)
+                    await self.composer.compose(
+                        result, evidence, slack_text, saved, checkpoint, final_attempt, degrade=degrade
+                    )
         except TimeoutError:
             result.error = f"job deadline of {self.settings.job_deadline_seconds}s exceeded"
         except StageError as exc:
@@ -211,6 +195,11 @@ class Pipeline:
             result.error = str(exc)
         except LLMUnavailable as exc:
             raise DependencyUnavailable(f"llm: {exc}") from exc
+        except openai.RateLimitError as exc:  # the budget is spent and LLM_UNAVAILABLE_REPLY=retry: a later attempt
+            if exc.code != BUDGET_EXCEEDED or final_attempt:
+                result.error = f"llm-gateway refused the call: HTTP {exc.status_code}: {exc.message}"
+            else:
+                raise DependencyUnavailable(f"llm: {exc}") from exc
         except openai.APIStatusError as exc:
             result.error = f"llm-gateway refused the call: HTTP {exc.status_code}: {exc.message}"
         if result.app_version_id is None:
@@ -222,7 +211,13 @@ class Pipeline:
         return result
 
     async def _evidence(
-        self, result: ComposeResult, url: str, evidence: Evidence | None, job_id: str | None, final_attempt: bool
+        self,
+        result: ComposeResult,
+        url: str,
+        evidence: Evidence | None,
+        job_id: str | None,
+        final_attempt: bool,
+        attempt: int | None,
     ) -> Evidence | None:
         """The link's evidence; None, with the outcome `unreadable` and its notice, when the link cannot be read."""
         fetched = evidence is None
@@ -251,7 +246,7 @@ class Pipeline:
                 }
             )
         if fetched:
-            await self._checkpoint(job_id, JobCheckpoints(evidence=evidence))
+            await self._checkpoint(job_id, JobCheckpoints(evidence=evidence), attempt)
         result.evidence = evidence
         return evidence
 

@@ -52,7 +52,8 @@ class StageB:
             url=evidence.url,
             slack_text=slack_text or "(no comment)",
             facts=facts_text(facts),
-            projects=projects_context([p for p in self.projects if p.theme in (themes or self.themes)]),
+            projects=projects_context([p for p in self.projects if p.theme in themes])
+            or "(none: the link does not relate to the team's projects; give an empty projects list)",
             tldr_sentences=str(lengths[0]),
             summary_min=str(lengths[1]),
             summary_max=str(max(lengths[1], self.settings.summary_max_sentences)),
@@ -87,7 +88,7 @@ class StageB:
         themes: list[str],
         lengths: tuple[int, int],
     ) -> StageBOutput:
-        schema = stage_b_schema(self.settings, themes or self.themes, lengths)
+        schema = stage_b_schema(self.settings, themes, lengths)
         result = await self.llm.chat(
             persona=self.persona,
             stage=stage,

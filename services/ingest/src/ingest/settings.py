@@ -14,12 +14,12 @@ class IngestSettings(ServiceSettings):
     )
     database_url: str = Field("sqlite:///.run/jobs.db", validation_alias="JOB_STORE_DATABASE_URL")
     dispatch_concurrency: int = Field(
-        16,
+        32,
         ge=1,
         validation_alias="DISPATCH_CONCURRENCY",
         description="Jobs this ingest hands to composer at once. A job mostly waits on the LLM, so this divided by "
-        "a job's time is the most jobs/s one ingest can finish (4 capped the stack at 3.6 jobs/s with 0.5 s LLM "
-        "calls; docs/benchmarks.md).",
+        "a job's time is the most jobs/s one ingest can finish: 4 capped the stack at 3.6 jobs/s with 0.5 s LLM "
+        "calls (docs/benchmarks.md).",
     )
     dispatch_poll_seconds: float = Field(1.0, gt=0, validation_alias="DISPATCH_POLL_SECONDS")
     composer_timeout_seconds: float = Field(600.0, gt=0, validation_alias="COMPOSER_TIMEOUT_SECONDS")
