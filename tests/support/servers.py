@@ -64,7 +64,7 @@ class ServiceProcess:
         if wait:
             self.wait_healthy()
 
-    def wait_healthy(self, timeout: float = 60.0) -> None:
+    def wait_healthy(self, timeout: float = 180.0) -> None:
         def healthy() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:

@@ -96,7 +96,7 @@ class Stack(IngestClient):
         workdir: Path,
         env: dict[str, str] | None = None,
         service_env: dict[str, dict[str, str]] | None = None,
-        start_timeout: float = 60.0,
+        start_timeout: float = 180.0,
     ) -> None:
         """`env` goes to every service, `service_env` to one each (e.g. {"composer": {"WEB_CONCURRENCY": "2"}});
         `start_timeout` is each service's wait for /healthz (a benchmark on a busy machine needs longer)."""
@@ -137,12 +137,16 @@ class Stack(IngestClient):
             **self.extra_env,
         }
         self.samples_url = samples_url
-        for name in ("retrieval", "llm_gateway", "poster", "composer", "ingest"):
-            service = ServiceProcess(name, ports[name], env | self.service_env.get(name, {}), self.workdir)
-            self.services[name] = service
-            self._exit.callback(service.stop)
-            service.start(wait=False)
-            service.wait_healthy(self.start_timeout)
+        try:
+            for name in ("retrieval", "llm_gateway", "poster", "composer", "ingest"):
+                service = ServiceProcess(name, ports[name], env | self.service_env.get(name, {}), self.workdir)
+                self.services[name] = service
+                self._exit.callback(service.stop)
+                service.start(wait=False)
+                service.wait_healthy(self.start_timeout)
+        except BaseException:  # a service that did not come up must not leave the others running
+            self._exit.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     and_,
@@ -133,7 +134,7 @@ class JobStore:
         self._skip_locked = self.engine.dialect.name == "postgresql"
         # Built once, as the ack path runs them for every link: a statement built per call costs its cache key.
         dialect_insert = postgresql.insert if self._skip_locked else sqlite.insert
-        jobs = Job.__table__
+        jobs: Table = Job.__table__  # type: ignore[assignment]  # a declarative class's table is a Table
         self._insert_job = (
             dialect_insert(jobs)
             .values(
