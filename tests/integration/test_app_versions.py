@@ -5,14 +5,13 @@ import uuid
 from mlflow import MlflowClient
 
 from composer.app_version import AppVersions
+from composer.compose import ReplyComposer
 from composer.llm import LLMClient
-from composer.pipeline import Pipeline
 from composer.projects import load_projects
 from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
 from llm_gateway.main import build_app as build_gateway
 from llm_gateway.settings import GatewaySettings
-from technoshare_common.http import ServiceClient
 from technoshare_common.schemas import Outcome
 from tests.support.jobs import arxiv_job
 from tests.support.scripted_llm import ScriptedLLM
@@ -38,20 +37,17 @@ async def test_the_first_job_of_a_new_configuration_reports_the_version_register
             )
             versions = AppVersions(mlflow_server, experiment)
             client = LLMClient(settings)
-            unused = ServiceClient("unused", "http://127.0.0.1:9", settings)
-            pipeline = Pipeline(
+            composer = ReplyComposer(
                 settings,
                 llm=client,
-                retrieval=unused,
-                poster=unused,
                 prompts=PromptStore(settings.prompts_dir),
                 projects=load_projects(settings.projects_file),
                 app_versions=versions,
             )
             evidence = arxiv_job("app-version")[1].evidence
             try:
-                first = await pipeline.compose(ARXIV, "slow-please", evidence)
-                second = await pipeline.compose(ARXIV, "again", evidence)
+                first = await composer.compose_evidence(ARXIV, "slow-please", evidence)
+                second = await composer.compose_evidence(ARXIV, "again", evidence)
             finally:
                 await client.aclose()
 

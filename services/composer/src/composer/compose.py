@@ -175,6 +175,8 @@ class ReplyComposer:
         except openai.APIStatusError as exc:
             result.error = f"llm-gateway refused the call: HTTP {exc.status_code}: {exc.message}"
         result.evidence = evidence
+        if result.app_version_id is None:  # registered in the background meanwhile, as a job's is
+            result.app_version_id = self.app_versions.registered_id(result.app_version)
         result.timings["total"] = round(time.perf_counter() - start, 4)
         return result
 

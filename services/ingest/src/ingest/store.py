@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import QueuePool
 
 from ingest.slack_events import SharedLink
 from technoshare_common.db import make_engine
@@ -187,9 +188,13 @@ class JobStore:
 
     def warm_up(self, connections: int) -> None:
         """Open `connections` pooled connections at once, so the first acks after a start do not each pay for one
-        (a PostgreSQL connection costs a backend's start, tens of milliseconds on a busy node)."""
+        (a PostgreSQL connection costs a backend's start, tens of milliseconds on a busy node). No more than the
+        pool keeps: it would close the rest on their return, and holding more than it allows would wait out its
+        timeout."""
+        pool = self.engine.pool
+        keeps = pool.size() if isinstance(pool, QueuePool) else 1
         with contextlib.ExitStack() as held:
-            for _ in range(connections):
+            for _ in range(min(connections, keeps)):
                 held.enter_context(self.engine.connect())
 
     def enqueue(self, link: SharedLink, event_id: str | None) -> tuple[str, bool]:
