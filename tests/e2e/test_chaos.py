@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from tests.support.chaos import SlackTraffic, tally, wait_all_done, wait_ready
+from tests.support.chaos import SlackTraffic, finish, reply_count, wait_ready
 from tests.support.servers import wait_until
 from tests.support.stack import Stack
 
@@ -33,14 +33,10 @@ def test_no_event_is_lost_or_answered_twice_through_kills_and_a_database_outage(
         traffic = SlackTraffic(stack, rate=RATE, seconds=SECONDS)
         traffic.start()
 
-        def replies() -> int:
-            with stack.slack.lock:
-                return len(stack.slack.messages)
-
         def after_more_replies(count: int, what: str) -> None:
             """Jobs are flowing end to end (and others are in flight) before the next blow."""
-            target = replies() + count
-            wait_until(lambda: replies() >= target, timeout=120, interval=0.2, what=f"{count} replies {what}")
+            target = reply_count(stack) + count
+            wait_until(lambda: reply_count(stack) >= target, timeout=120, interval=0.2, what=f"{count} replies {what}")
 
         # ingest dies while Slack's events keep coming: some are refused, and Slack delivers them again.
         wait_until(lambda: traffic.sent() >= 4 * RATE, timeout=60, what="Slack's first events")
@@ -54,13 +50,7 @@ def test_no_event_is_lost_or_answered_twice_through_kills_and_a_database_outage(
         after_more_replies(3, "before the database drops its connections")
         terminated = terminate_backends(postgres_server_url, postgres_url)
         assert terminated > 0  # the stack's pools held connections, and lost them all
-        traffic.stop()
-
-        traffic.wait(timeout=120)
-        rows = wait_all_done(postgres_url, traffic, timeout=150)
-        with stack.slack.lock:
-            messages = list(stack.slack.messages)
-    result = tally(traffic, rows, messages)
+        _, result = finish(stack, traffic, postgres_url)
     print(f"chaos: {result.summary()} duplicates_sent={traffic.duplicates} refused={traffic.refused_deliveries}")
     assert result.accepted == result.events, result.summary()  # Slack's retries got every event in
     assert result.lost == [] and result.doubled == [], result.summary()

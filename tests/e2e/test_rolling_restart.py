@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.chaos import JobRow, ServiceProxy, SlackTraffic, tally, wait_all_done, wait_ready
+from tests.support.chaos import JobRow, ServiceProxy, SlackTraffic, finish, reply_count, wait_ready
 from tests.support.servers import ServiceProcess, free_port, wait_until
 from tests.support.stack import IngestClient, Stack
 
@@ -48,11 +48,7 @@ def test_a_rolling_restart_of_ingest_then_composer_delays_no_job_and_answers_eac
         traffic = SlackTraffic(client, RATE, SECONDS, text="slow-please")
         traffic.start()
 
-        def replies() -> int:
-            with stack.slack.lock:
-                return len(stack.slack.messages)
-
-        wait_until(lambda: replies() >= 20, timeout=90, interval=0.2, what="20 replies before the restart")
+        wait_until(lambda: reply_count(stack) >= 20, timeout=90, interval=0.2, what="20 replies before the restart")
         restarted_at = traffic.sent()
         for name, proxy in (("ingest", ingest_proxy), ("composer", composer_proxy)):
             old = stack.services[name]
@@ -65,16 +61,14 @@ def test_a_rolling_restart_of_ingest_then_composer_delays_no_job_and_answers_eac
             # Shut down of itself, not SIGKILLed after ServiceProcess.stop's 10 s (uvicorn re-raises the SIGTERM it
             # handled once it has shut down, so -15 is a clean stop).
             assert old.process is not None and old.process.returncode in (0, -signal.SIGTERM), f"{name}: not clean"
-            target = replies() + 10
+            target = reply_count(stack) + 10
             wait_until(
-                lambda target=target: replies() >= target, timeout=90, interval=0.2, what=f"replies after {name}"
+                lambda target=target: reply_count(stack) >= target,
+                timeout=90,
+                interval=0.2,
+                what=f"replies after {name}",
             )
-        traffic.stop()
-        traffic.wait(timeout=120)
-        rows = wait_all_done(postgres_url, traffic, timeout=150)
-        with stack.slack.lock:
-            messages = list(stack.slack.messages)
-    result = tally(traffic, rows, messages)
+        rows, result = finish(stack, traffic, postgres_url)
     before = {event.ts for event in traffic.events[:restarted_at]}
     usual = statistics.median(latency(row) for row in rows if row.message_ts in before)
     delay = max(latency(row) for row in rows) - usual

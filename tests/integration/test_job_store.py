@@ -19,14 +19,7 @@ def _link(url: str = "https://arxiv.org/abs/2106.09685", ts: str = "1700000000.0
     return SharedLink("C1", ts, ts, url, f"<{url}>")
 
 
-def _store(database_url: str) -> JobStore:
-    store = JobStore(database_url)
-    store.create_schema()
-    return store
-
-
-def test_a_repeated_link_is_one_job(database_url: str) -> None:
-    store = _store(database_url)
+def test_a_repeated_link_is_one_job(store: JobStore) -> None:
     first, created = store.enqueue(_link(), "Ev1")
     again, created_again = store.enqueue(_link(), "Ev1")
     other, created_other = store.enqueue(_link("https://github.com/pallets/flask"), "Ev1")
@@ -35,16 +28,14 @@ def test_a_repeated_link_is_one_job(database_url: str) -> None:
     assert store.count_by_state() == {"queued": 2}
 
 
-def test_only_one_of_many_dispatchers_claims_a_job(database_url: str) -> None:
-    store = _store(database_url)
+def test_only_one_of_many_dispatchers_claims_a_job(store: JobStore) -> None:
     store.enqueue(_link(), "Ev1")
     with ThreadPoolExecutor(8) as pool:
         claims = list(pool.map(lambda _: store.claim_next(lease_seconds=60), range(8)))
     assert len([c for c in claims if c is not None]) == 1
 
 
-def test_an_expired_lease_is_claimed_again_and_the_old_holder_cannot_finish(database_url: str) -> None:
-    store = _store(database_url)
+def test_an_expired_lease_is_claimed_again_and_the_old_holder_cannot_finish(store: JobStore) -> None:
     job_id, _ = store.enqueue(_link(), "Ev1")
     first = store.claim_next(lease_seconds=0.2)
     assert first is not None and store.claim_next(lease_seconds=60) is None
@@ -66,8 +57,7 @@ def test_an_expired_lease_is_claimed_again_and_the_old_holder_cannot_finish(data
     )
 
 
-def test_a_released_job_waits_for_its_backoff(database_url: str) -> None:
-    store = _store(database_url)
+def test_a_released_job_waits_for_its_backoff(store: JobStore) -> None:
     store.enqueue(_link(), "Ev1")
     job = store.claim_next(lease_seconds=60)
     assert job is not None
@@ -78,8 +68,7 @@ def test_a_released_job_waits_for_its_backoff(database_url: str) -> None:
     assert again is not None and again.attempts == 2
 
 
-def test_a_failed_job_is_done_with_its_error(database_url: str) -> None:
-    store = _store(database_url)
+def test_a_failed_job_is_done_with_its_error(store: JobStore) -> None:
     job_id, _ = store.enqueue(_link(), "Ev1")
     job = store.claim_next(lease_seconds=60)
     assert job is not None and store.fail(job, "gave up")
@@ -88,12 +77,10 @@ def test_a_failed_job_is_done_with_its_error(database_url: str) -> None:
     assert store.claim_next(lease_seconds=60) is None
 
 
-def test_a_store_made_before_a_new_column_gets_it_added(database_url: str) -> None:
+def test_a_store_made_before_a_new_column_gets_it_added(store: JobStore) -> None:
     from sqlalchemy import inspect as inspect_schema
     from sqlalchemy import text as sql
 
-    store = JobStore(database_url)
-    store.create_schema()
     with store.engine.begin() as conn:
         conn.execute(sql("ALTER TABLE jobs DROP COLUMN trace_id"))
     assert "trace_id" not in {c["name"] for c in inspect_schema(store.engine).get_columns("jobs")}
@@ -102,8 +89,7 @@ def test_a_store_made_before_a_new_column_gets_it_added(database_url: str) -> No
     assert store.find_by_reply("C1", "1.1") is None
 
 
-def test_leases_are_timed_on_the_database_clock(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = _store(database_url)
+def test_leases_are_timed_on_the_database_clock(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
     store.enqueue(_link(), "Ev1")
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # a replica whose clock is an hour behind
@@ -113,7 +99,8 @@ def test_leases_are_timed_on_the_database_clock(database_url: str, monkeypatch: 
 
 
 def test_a_locked_job_is_skipped_not_waited_for(postgres_url: str) -> None:
-    store = _store(postgres_url)
+    store = JobStore(postgres_url)
+    store.create_schema()
     first, _ = store.enqueue(_link(), "Ev1")
     second, _ = store.enqueue(_link("https://github.com/pallets/flask"), "Ev1")
     pool = ThreadPoolExecutor(1)
@@ -126,8 +113,7 @@ def test_a_locked_job_is_skipped_not_waited_for(postgres_url: str) -> None:
     assert claimed is not None and claimed.id == second
 
 
-def test_a_heartbeat_keeps_a_short_lease(database_url: str) -> None:
-    store = _store(database_url)
+def test_a_heartbeat_keeps_a_short_lease(store: JobStore, database_url: str) -> None:
     store.enqueue(_link(), "Ev1")
     claimed_at = time.time()
     job = store.claim_next(lease_seconds=0.2)
@@ -136,8 +122,7 @@ def test_a_heartbeat_keeps_a_short_lease(database_url: str) -> None:
     assert JobStore(database_url).claim_next(lease_seconds=60) is None
 
 
-def test_a_released_lease_is_claimable_at_once_without_spending_an_attempt(database_url: str) -> None:
-    store = _store(database_url)
+def test_a_released_lease_is_claimable_at_once_without_spending_an_attempt(store: JobStore) -> None:
     job_id, _ = store.enqueue(_link(), "Ev1")
     job = store.claim_next(lease_seconds=600)
     assert job is not None and store.abandon(job)
@@ -146,8 +131,7 @@ def test_a_released_lease_is_claimable_at_once_without_spending_an_attempt(datab
     assert store.extend_lease(job, 60) is False  # the old holder no longer holds it
 
 
-def test_queue_stats_count_due_jobs_and_their_age(database_url: str) -> None:
-    store = _store(database_url)
+def test_queue_stats_count_due_jobs_and_their_age(store: JobStore) -> None:
     store.enqueue(_link(), "Ev1")
     store.enqueue(_link("https://github.com/pallets/flask"), "Ev1")
     running = store.claim_next(lease_seconds=600)
@@ -158,10 +142,9 @@ def test_queue_stats_count_due_jobs_and_their_age(database_url: str) -> None:
     assert 0 <= stats.oldest_due_age_seconds < 60
 
 
-def test_checkpoints_are_kept_for_the_next_attempt_and_shown_on_the_job(database_url: str) -> None:
+def test_checkpoints_are_kept_for_the_next_attempt_and_shown_on_the_job(store: JobStore) -> None:
     _, finished = arxiv_job("unused")
     assert finished.evidence is not None and finished.facts is not None
-    store = _store(database_url)
     job_id, _ = store.enqueue(_link(), "Ev1")
     first = store.claim_next(lease_seconds=60)
     assert first is not None and first.checkpoints is None
@@ -179,9 +162,8 @@ def test_checkpoints_are_kept_for_the_next_attempt_and_shown_on_the_job(database
     assert listed.checkpoints.stages() == []  # lists stay light; GET /v1/jobs/{id} has them
 
 
-def test_checkpoints_that_no_longer_parse_are_dropped_and_never_stop_claims(database_url: str) -> None:
+def test_checkpoints_that_no_longer_parse_are_dropped_and_never_stop_claims(store: JobStore) -> None:
     """A row written by another version's models once failed every claim: dispatch stopped on every replica."""
-    store = _store(database_url)
     stale, _ = store.enqueue(_link(), "Ev1")
     with store.engine.begin() as conn:
         conn.execute(
@@ -192,9 +174,8 @@ def test_checkpoints_that_no_longer_parse_are_dropped_and_never_stop_claims(data
     assert job is not None and job.id == stale and job.checkpoints is None
 
 
-def test_a_finished_job_is_timed_on_the_database_clock(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_finished_job_is_timed_on_the_database_clock(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """finished_at once came from the replica's clock: an hour-slow replica put jobs' ends before their starts."""
-    store = _store(database_url)
     done_id, _ = store.enqueue(_link(), "Ev1")
     failed_id, _ = store.enqueue(_link("https://github.com/pallets/flask"), "Ev1")
     real_time = time.time
@@ -214,11 +195,10 @@ def test_a_finished_job_is_timed_on_the_database_clock(database_url: str, monkey
         assert abs(view.finished_at.timestamp() - real_time()) < 60
 
 
-def test_concurrent_saves_of_different_stages_both_survive(database_url: str) -> None:
+def test_concurrent_saves_of_different_stages_both_survive(store: JobStore) -> None:
     """SQLite's read-merge-write of the JSON column once let the second of two concurrent saves drop the first."""
     _, finished = arxiv_job("unused")
     assert finished.facts is not None
-    store = _store(database_url)
     job_id, _ = store.enqueue(_link(), "Ev1")
     stage_a = StageACheckpoint(facts=finished.facts, usage=finished.usage, model="gpt-4o-mini")
     saves = [JobCheckpoints(evidence=finished.evidence), JobCheckpoints(stage_a=stage_a)]
@@ -241,10 +221,9 @@ def test_concurrent_saves_of_different_stages_both_survive(database_url: str) ->
     assert view is not None and view.checkpoints.stages() == ["evidence", "stage_a"]
 
 
-def test_a_stale_attempt_cannot_save_checkpoints(database_url: str) -> None:
+def test_a_stale_attempt_cannot_save_checkpoints(store: JobStore) -> None:
     """After a lease takeover or a give-back, the old attempt's composer may still run: its saves are refused."""
     _, finished = arxiv_job("unused")
-    store = _store(database_url)
     job_id, _ = store.enqueue(_link(), "Ev1")
     given_back = store.claim_next(lease_seconds=60)
     assert given_back is not None and store.abandon(given_back)  # a replica shutting down

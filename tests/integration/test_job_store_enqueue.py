@@ -12,14 +12,7 @@ from ingest.store import JobStore
 LINK = SharedLink("C1", "1700000000.000100", "1700000000.000100", "https://arxiv.org/abs/2106.09685", "<link>")
 
 
-def _store(database_url: str) -> JobStore:
-    store = JobStore(database_url)
-    store.create_schema()
-    return store
-
-
-def test_a_repeat_is_answered_without_a_failed_statement_or_a_rollback(database_url: str) -> None:
-    store = _store(database_url)
+def test_a_repeat_is_answered_without_a_failed_statement_or_a_rollback(store: JobStore) -> None:
     first, _ = store.enqueue(LINK, "Ev1")
     failures: list[str] = []
     event.listen(store.engine, "handle_error", lambda context: failures.append(repr(context.original_exception)))
@@ -29,8 +22,7 @@ def test_a_repeat_is_answered_without_a_failed_statement_or_a_rollback(database_
     assert failures == []
 
 
-def test_racing_repeats_of_a_link_are_one_job_and_all_get_its_id(database_url: str) -> None:
-    store = _store(database_url)
+def test_racing_repeats_of_a_link_are_one_job_and_all_get_its_id(store: JobStore) -> None:
     start = threading.Barrier(8)
 
     def enqueue(_: int) -> tuple[str, bool]:

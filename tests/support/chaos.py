@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.support.servers import ServiceProcess, wait_until
-from tests.support.stack import IngestClient
+from tests.support.servers import ServiceProcess
+from tests.support.stack import IngestClient, Stack
 
 # The scripted LLM writes about LoRA: a reply to another paper would fail the grounding gate.
 LINK = "https://arxiv.org/abs/2106.09685"
@@ -23,17 +23,7 @@ LINK = "https://arxiv.org/abs/2106.09685"
 
 def wait_ready(service: ServiceProcess, timeout: float = 180.0) -> None:
     """Until /readyz answers 200 (its dependencies reachable, ingest's dispatcher running), as a Deployment waits."""
-
-    def ready() -> bool:
-        assert service.process is not None
-        if service.process.poll() is not None:
-            raise AssertionError(f"{service.module} exited: {service.log_path.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{service.url}/readyz", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ready, timeout=timeout, interval=0.2, what=f"{service.module} /readyz")
+    service.wait_answering("/readyz", timeout, interval=0.2, request_timeout=5)
 
 
 @dataclass
@@ -275,3 +265,20 @@ def tally(traffic: SlackTraffic, rows: list[JobRow], messages: list[dict[str, An
         lost=lost,
         doubled=doubled,
     )
+
+
+def reply_count(stack: Stack) -> int:
+    """The replies in the fake Slack so far."""
+    with stack.slack.lock:
+        return len(stack.slack.messages)
+
+
+def finish(stack: Stack, traffic: SlackTraffic, database_url: str) -> tuple[list[JobRow], Tally]:
+    """Stop Slack's traffic and wait until its events are delivered and their jobs have ended (or time is up):
+    the jobs, and the tally of what the events became."""
+    traffic.stop()
+    traffic.wait(timeout=120)
+    rows = wait_all_done(database_url, traffic, timeout=150)
+    with stack.slack.lock:
+        messages = list(stack.slack.messages)
+    return rows, tally(traffic, rows, messages)

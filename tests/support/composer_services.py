@@ -1,10 +1,15 @@
 """retrieval, poster and ingest's checkpoint route as composer's ServiceClients see them, for pipeline tests:
-it records what composer asked and answers as those services would."""
+it records what composer asked and answers as those services would; composer_pipeline is the real pipeline on them."""
 
 from typing import Any
 
 from pydantic import BaseModel
 
+from composer.llm import LLMClient
+from composer.pipeline import Pipeline
+from composer.projects import load_projects
+from composer.prompts import PromptStore
+from composer.settings import ComposerSettings
 from technoshare_common.http import ServiceError
 from technoshare_common.schemas import CheckpointSaved, Evidence, JobCheckpoints, PostStatus, ReplyRequest, ReplyResult
 
@@ -41,3 +46,19 @@ class ComposerServices:
             raise ServiceError("ingest", "HTTP 409: another attempt holds the job", 409)
         self.saved = self.saved.model_copy(update={name: value for name, value in body if value is not None})
         return CheckpointSaved(job_id=path.split("/")[3], stages=self.saved.stages())
+
+
+def composer_pipeline(services: ComposerServices, **env: str) -> Pipeline:
+    """composer's Pipeline with `services` as retrieval, poster and ingest; `env` as ComposerSettings' variables,
+    both stages on the scripted model unless `env` says otherwise."""
+    values: dict[str, Any] = {"STAGE_A_MODEL": "scripted", "STAGE_B_MODEL": "scripted", **env}
+    settings = ComposerSettings(**values)
+    return Pipeline(
+        settings,
+        llm=LLMClient(settings),
+        retrieval=services,  # type: ignore[arg-type]
+        poster=services,  # type: ignore[arg-type]
+        prompts=PromptStore(settings.prompts_dir),
+        projects=load_projects(settings.projects_file),
+        ingest=services,  # type: ignore[arg-type]
+    )

@@ -5,9 +5,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-import httpx
-
-from tests.support.servers import ROOT, free_port, wait_until
+from tests.support.servers import ROOT, free_port, wait_answering
 
 
 class MlflowServer:
@@ -36,16 +34,15 @@ class MlflowServer:
             stderr=log,
             start_new_session=True,
         )
-        wait_until(self.healthy, timeout=timeout, interval=0.5, what="MLflow /health")
-
-    def healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"MLflow exited: {(self.workdir / 'mlflow.log').read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        wait_answering(
+            self.process,
+            self.workdir / "mlflow.log",
+            "MLflow",
+            f"{self.url}/health",
+            timeout=timeout,
+            interval=0.5,
+            request_timeout=2,
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -42,6 +42,30 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def wait_answering(
+    process: subprocess.Popen[bytes] | None,
+    log_path: Path,
+    name: str,
+    url: str,
+    *,
+    timeout: float,
+    interval: float = 0.1,
+    request_timeout: float = 1.0,
+) -> None:
+    """Until GET `url` answers 200; if the server's process exits first, fail at once with the end of its log."""
+
+    def answering() -> bool:
+        assert process is not None
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited: {log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(url, timeout=request_timeout).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answering, timeout=timeout, interval=interval, what=f"{name} {httpx.URL(url).path}")
+
+
 class ServiceProcess:
     """One service under uvicorn in its own process, as `make up` runs it."""
 
@@ -64,17 +88,20 @@ class ServiceProcess:
         if wait:
             self.wait_healthy()
 
-    def wait_healthy(self, timeout: float = 180.0) -> None:
-        def healthy() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.module} exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
+    def wait_answering(self, path: str, timeout: float, interval: float = 0.1, request_timeout: float = 1.0) -> None:
+        """Until GET `path` answers 200; fails at once if the process exits first."""
+        wait_answering(
+            self.process,
+            self.log_path,
+            self.module,
+            self.url + path,
+            timeout=timeout,
+            interval=interval,
+            request_timeout=request_timeout,
+        )
 
-        wait_until(healthy, timeout=timeout, what=f"{self.module} /healthz")
+    def wait_healthy(self, timeout: float = 180.0) -> None:
+        self.wait_answering("/healthz", timeout)
         # A healthy answer from another service on this port must fail here, not as 404s in a test.
         title = httpx.get(f"{self.url}/openapi.json", timeout=5).json()["info"]["title"]
         expected = f"technoshare-{self.module.replace('_', '-')}"

@@ -4,16 +4,13 @@ from typing import Any
 
 import pytest
 
-from composer.llm import LLMClient, LLMUnavailable
+from composer.llm import LLMUnavailable
 from composer.pipeline import DependencyUnavailable, Pipeline
-from composer.projects import load_projects
-from composer.prompts import PromptStore
-from composer.settings import ComposerSettings
 from technoshare_common.schemas import (
     JobRunRequest,
     Outcome,
 )
-from tests.support.composer_services import ComposerServices
+from tests.support.composer_services import ComposerServices, composer_pipeline
 from tests.support.jobs import arxiv_job
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -21,21 +18,8 @@ JOB, FINISHED = arxiv_job("j1")
 
 
 def pipeline(llm_url: str, services: ComposerServices) -> Pipeline:
-    settings = ComposerSettings(
-        LLM_GATEWAY_URL=llm_url,
-        STAGE_A_MODEL="scripted",
-        STAGE_B_MODEL="scripted",
-        COMPOSE_MODE="abstractive",
-        LLM_UNAVAILABLE_REPLY="retry",
-    )
-    return Pipeline(
-        settings,
-        llm=LLMClient(settings),
-        retrieval=services,  # type: ignore[arg-type]
-        poster=services,  # type: ignore[arg-type]
-        prompts=PromptStore(settings.prompts_dir),
-        projects=load_projects(settings.projects_file),
-        ingest=services,  # type: ignore[arg-type]
+    return composer_pipeline(
+        services, LLM_GATEWAY_URL=llm_url, COMPOSE_MODE="abstractive", LLM_UNAVAILABLE_REPLY="retry"
     )
 
 

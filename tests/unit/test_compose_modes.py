@@ -11,10 +11,8 @@ import pytest
 from composer.extractive import DEGRADED_NOTE, SHORT_SOURCE_NOTE, ExtractiveComposer, quotable, rank_sentences
 from composer.gates import GateConfig, parse_reply
 from composer.grounding import EvidenceIndex, theme_strengths
-from composer.llm import LLMClient
-from composer.pipeline import DependencyUnavailable, Pipeline
+from composer.pipeline import DependencyUnavailable
 from composer.projects import load_projects
-from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
 from technoshare_common.schemas import (
     Evidence,
@@ -23,7 +21,7 @@ from technoshare_common.schemas import (
 )
 from technoshare_common.settings import REPO_DATA_DIR
 from technoshare_common.slack_format import NO_PROJECT_LINE
-from tests.support.composer_services import ComposerServices
+from tests.support.composer_services import ComposerServices, composer_pipeline
 from tests.support.jobs import arxiv_job
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -37,19 +35,6 @@ def example_evidence(example_id: str) -> Evidence:
 
 
 LORA = example_evidence("arxiv-2106-09685")
-
-
-def pipeline(services: ComposerServices, **env: str) -> Pipeline:
-    settings = ComposerSettings(**{"STAGE_A_MODEL": "scripted", "STAGE_B_MODEL": "scripted", **env})
-    return Pipeline(
-        settings,
-        llm=LLMClient(settings),
-        retrieval=services,  # type: ignore[arg-type]
-        poster=services,  # type: ignore[arg-type]
-        prompts=PromptStore(settings.prompts_dir),
-        projects=load_projects(settings.projects_file),
-        ingest=services,  # type: ignore[arg-type]
-    )
 
 
 def source_text(evidence: Evidence) -> str:
@@ -95,7 +80,7 @@ async def test_without_a_model_every_sentence_is_the_sources_own_in_reading_orde
 
 async def test_extractive_mode_lets_the_model_pick_the_tldr_and_nothing_else(llm: tuple[ScriptedLLM, str]) -> None:
     services = ComposerServices(LORA)
-    result = await pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="extractive").run_job(JOB)
+    result = await composer_pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="extractive").run_job(JOB)
     assert result.outcome == Outcome.success, result.gates
     assert result.compose_mode == "extractive"
     [request] = services.posted
@@ -109,7 +94,9 @@ async def test_extractive_mode_lets_the_model_pick_the_tldr_and_nothing_else(llm
 
 async def test_an_unavailable_llm_posts_the_quoted_reply_labelled_as_degraded() -> None:
     services = ComposerServices(LORA)
-    result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(JOB)
+    result = await composer_pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(
+        JOB
+    )
     assert result.outcome == Outcome.degraded, result.gates
     [request] = services.posted
     assert request.reply is not None and request.reply.notes[0] == DEGRADED_NOTE
@@ -118,7 +105,7 @@ async def test_an_unavailable_llm_posts_the_quoted_reply_labelled_as_degraded() 
 
 async def test_an_unavailable_llm_is_retried_when_so_configured() -> None:
     services = ComposerServices(LORA)
-    composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", LLM_UNAVAILABLE_REPLY="retry")
+    composer = composer_pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", LLM_UNAVAILABLE_REPLY="retry")
     with pytest.raises(Exception, match="llm"):
         await composer.run_job(JOB)
     assert services.posted == []
@@ -130,7 +117,7 @@ async def test_an_unreadable_link_gets_a_short_notice_once(delivery: NoticeDeliv
         example_evidence("arxiv-2106-09685"),
         unreadable={"kind": "not_found", "message": "the page was not found", "transient": False},
     )
-    composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", UNREADABLE_LINK_REPLY=delivery.value)
+    composer = composer_pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", UNREADABLE_LINK_REPLY=delivery.value)
     result = await composer.run_job(JOB)
     assert result.outcome == Outcome.unreadable and result.notice is not None
     assert result.notice.text == "I could not summarise this link: the page does not exist (HTTP 404 or 410)."
@@ -151,7 +138,7 @@ async def test_a_site_that_is_down_for_now_is_retried_not_answered_as_dead() -> 
         example_evidence("arxiv-2106-09685"),
         unreadable={"kind": "server_error", "message": "the site failed", "transient": True},
     )
-    composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9")
+    composer = composer_pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9")
     with pytest.raises(DependencyUnavailable, match="linked site"):
         await composer.run_job(JOB)
     assert services.posted == []
@@ -160,14 +147,14 @@ async def test_a_site_that_is_down_for_now_is_retried_not_answered_as_dead() -> 
 async def test_on_the_final_attempt_an_unavailable_llm_or_site_is_answered_not_left_silent() -> None:
     final = JOB.model_copy(update={"final_attempt": True})
     services = ComposerServices(LORA)
-    composer = pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", LLM_UNAVAILABLE_REPLY="retry")
+    composer = composer_pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", LLM_UNAVAILABLE_REPLY="retry")
     assert (await composer.run_job(final)).outcome == Outcome.degraded
 
     down = ComposerServices(
         example_evidence("arxiv-2106-09685"),
         unreadable={"kind": "timeout", "message": "the site timed out", "transient": True},
     )
-    result = await pipeline(down, LLM_GATEWAY_URL="http://127.0.0.1:9").run_job(final)
+    result = await composer_pipeline(down, LLM_GATEWAY_URL="http://127.0.0.1:9").run_job(final)
     assert result.outcome == Outcome.unreadable
     [request] = down.posted
     assert request.notice is not None and "did not answer in time" in request.notice.text
@@ -177,7 +164,9 @@ async def test_on_the_final_attempt_an_unavailable_llm_or_site_is_answered_not_l
 async def test_the_quoted_reply_of_every_eval_example_passes_every_gate(example: str) -> None:
     """The degraded reply (no model at all) is fit to post on all the suite's sources, content gates included."""
     services = ComposerServices(example_evidence(example))
-    result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(JOB)
+    result = await composer_pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(
+        JOB
+    )
     assert result.outcome == Outcome.degraded, [g for g in result.gates if not g.passed]
 
 
@@ -194,7 +183,9 @@ def _evidence_of(text: str) -> Evidence:
 
 async def test_a_dry_run_never_answers_with_the_quoted_reply() -> None:
     """The evaluation suite composes as a dry run: with the model down it must fail, not score the quoted reply."""
-    composer = pipeline(ComposerServices(LORA), LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive")
+    composer = composer_pipeline(
+        ComposerServices(LORA), LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive"
+    )
     result = await composer.composer.compose_evidence("https://arxiv.org/abs/2106.09685", "", LORA)
     assert result.outcome == Outcome.error and result.reply is None and "llm unavailable" in (result.error or "")
     with pytest.raises(DependencyUnavailable):
@@ -203,7 +194,7 @@ async def test_a_dry_run_never_answers_with_the_quoted_reply() -> None:
 
 async def test_a_source_with_too_little_text_gets_a_notice() -> None:
     services = ComposerServices(_evidence_of("Welcome to the home page of our small project today."))
-    result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9").run_job(JOB)
+    result = await composer_pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9").run_job(JOB)
     assert result.outcome == Outcome.unreadable
     [request] = services.posted
     assert request.notice is not None and "too little text" in request.notice.text
@@ -221,7 +212,9 @@ async def test_a_link_no_project_relates_to_says_so_instead_of_guessing() -> Non
         ]
     )
     services = ComposerServices(_evidence_of(text))
-    result = await pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(JOB)
+    result = await composer_pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9", COMPOSE_MODE="extractive").run_job(
+        JOB
+    )
     assert result.outcome == Outcome.degraded, [g for g in result.gates if not g.passed]
     [request] = services.posted
     assert request.reply is not None and request.reply.projects == []
@@ -241,5 +234,5 @@ async def test_an_attempt_that_lost_the_job_stops_before_posting(llm: tuple[Scri
     services = ComposerServices(LORA)
     services.current_attempt = JOB.attempt + 1  # a newer attempt took the lease over
     with pytest.raises(DependencyUnavailable, match="newer attempt"):
-        await pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="extractive").run_job(JOB)
+        await composer_pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="extractive").run_job(JOB)
     assert services.posted == [] and llm[0].requests == []

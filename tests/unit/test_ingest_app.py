@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.main import build_app
-from ingest.settings import IngestSettings
 from ingest.slack_events import SharedLink
 from ingest.store import JobStore
 from technoshare_common.schemas import JobCheckpoints, JobView, StageACheckpoint, StageBCheckpoint
+from tests.support.ingest_settings import ingest_settings
 from tests.support.jobs import arxiv_job
 from tests.support.servers import wait_until
 
@@ -44,14 +44,7 @@ def loop_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = IngestSettings(
-        SLACK_SIGNING_SECRET="s",
-        JOB_STORE_DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}",
-        COMPOSER_URL="http://127.0.0.1:9",
-        QUEUE_STATS_SECONDS=0.05,
-        DISPATCH_POLL_SECONDS=60,
-    )
-    with TestClient(build_app(settings)) as test_client:
+    with TestClient(build_app(ingest_settings(tmp_path, QUEUE_STATS_SECONDS=0.05))) as test_client:
         yield test_client
 
 

@@ -7,20 +7,13 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from ingest.main import build_app
-from ingest.settings import IngestSettings
+from tests.support.ingest_settings import ingest_settings
 
 ACK_THREADS = 5
 
 
 def test_startup_opens_a_connection_per_ack_thread_and_freezes_the_startup_heap(tmp_path: Path) -> None:
-    settings = IngestSettings(
-        SLACK_SIGNING_SECRET="s",
-        JOB_STORE_DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}",
-        COMPOSER_URL="http://127.0.0.1:9",
-        DISPATCH_POLL_SECONDS=60,
-        ACK_THREADS=ACK_THREADS,
-    )
-    app = build_app(settings)
+    app = build_app(ingest_settings(tmp_path, ACK_THREADS=ACK_THREADS))
     with TestClient(app):
         pool = app.state.store.engine.pool
         assert pool.checkedin() + pool.checkedout() >= ACK_THREADS
@@ -30,14 +23,7 @@ def test_startup_opens_a_connection_per_ack_thread_and_freezes_the_startup_heap(
 
 def test_more_ack_threads_than_the_pool_keeps_start_at_once(tmp_path: Path) -> None:
     """Warming opens only what the pool keeps: holding more than it allows would wait out the pool's timeout."""
-    settings = IngestSettings(
-        SLACK_SIGNING_SECRET="s",
-        JOB_STORE_DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}",
-        COMPOSER_URL="http://127.0.0.1:9",
-        DISPATCH_POLL_SECONDS=60,
-        ACK_THREADS=40,
-    )
-    app = build_app(settings)
+    app = build_app(ingest_settings(tmp_path, ACK_THREADS=40))
     started = time.monotonic()
     with TestClient(app):
         assert time.monotonic() - started < 20
