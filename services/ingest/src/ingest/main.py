@@ -84,8 +84,8 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         app.state.feedback = FeedbackRecorder(settings.mlflow_tracking_uri)
         REGISTRY.register(collector)
         stats = asyncio.create_task(collector.refresh_forever(), name="queue-stats")
-        # Everything built so far lives as long as the process: frozen, a full collection no longer walks it, which
-        # was a pause of 80-200 ms of every request in flight (Slack's acks among them) every few seconds of load.
+        # Everything built so far lives as long as the process: frozen, a full collection no longer walks it. Under
+        # load one came every few seconds and held every request in flight (Slack's acks among them) for ~80 ms.
         gc.collect()
         gc.freeze()
         dispatcher.start()
