@@ -14,7 +14,8 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-LINKS = ("https://arxiv.org/abs/2106.09685", "https://github.com/karpathy/nanoGPT")
+# The scripted model writes about LoRA: any other link is (rightly) refused by the content gates.
+LINKS = ("https://arxiv.org/abs/2106.09685", "https://arxiv.org/pdf/2106.09685")
 
 
 def backlog(metrics: str, kind: str) -> float:
