@@ -16,8 +16,8 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from composer.gates import GATE_NAMES
 from composer.prompts import PromptRegistry, load_local_prompts
+from composer.quality.gates import GATE_NAMES
 from llm_gateway.main import build_app
 from llm_gateway.settings import GatewaySettings
 from technoshare_common.settings import REPO_DATA_DIR

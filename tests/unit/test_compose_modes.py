@@ -9,10 +9,11 @@ import json
 import pytest
 
 from composer.extractive import DEGRADED_NOTE, SHORT_SOURCE_NOTE, ExtractiveComposer, quotable, rank_sentences
-from composer.gates import GateConfig, parse_reply
-from composer.grounding import EvidenceIndex, theme_strengths
 from composer.pipeline import DependencyUnavailable
 from composer.projects import load_projects
+from composer.quality.evidence import EvidenceIndex
+from composer.quality.gates import GateConfig, parse_reply
+from composer.quality.themes import theme_strengths
 from composer.settings import ComposerSettings
 from technoshare_common.schemas import (
     Evidence,
@@ -57,7 +58,7 @@ def test_ranking_keeps_only_quotable_prose() -> None:
         "LoRA freezes the pretrained weights and trains small rank decomposition matrices instead.",
         "The rank decomposition matrices are trained while the pretrained weights stay frozen.",
     ]
-    ranked = rank_sentences(sentences, max_similarity=0.85)
+    ranked = rank_sentences(EvidenceIndex(sentences), max_similarity=0.85)
     assert sorted(ranked) == sorted({s for s in sentences if quotable(s)})
     assert len(ranked) == 2
 

@@ -2,7 +2,7 @@
 
 data/eval_replies.json holds labelled recorded replies: a known-good reply per example and known-bad ones of every
 kind, each with the gates it must fail. Every gate is shown failing a bad reply and passing the good one; the
-thresholds are the ones calibrated on that file (composer.grounding.grounding_report).
+thresholds are the ones calibrated on that file (evaluation.calibration.grounding_report).
 """
 
 import json
@@ -12,27 +12,17 @@ from typing import Any
 
 import pytest
 
-from composer.content_gates import (
-    CONTENT_GATES,
-    DEFAULT_MIN_SUPPORT,
-    ContentGateConfig,
-    GateContext,
-    _identifier,
-    check_content,
-)
-from composer.grounding import (
-    EvidenceIndex,
-    evidence_sentences,
-    grounding_report,
-    prose_words,
-    similarity,
-    terms,
-    theme_strengths,
-)
 from composer.projects import load_projects
+from composer.quality import thresholds
+from composer.quality.content import CONTENT_GATES, ContentGateConfig, GateContext, _identifier, check_content
+from composer.quality.evidence import EvidenceIndex
+from composer.quality.terms import similarity, terms
+from composer.quality.themes import theme_strengths
 from composer.settings import ComposerSettings
+from evaluation.calibration import grounding_report
 from technoshare_common.schemas import ComposedReply, Evidence, GateResult, ProjectLink
 from technoshare_common.settings import REPO_DATA_DIR
+from technoshare_common.text import evidence_sentences, prose_words
 
 EXAMPLES = {e["id"]: e for e in json.loads((REPO_DATA_DIR / "eval_dataset.json").read_text())["examples"]}
 ENTRIES: list[dict[str, Any]] = json.loads((REPO_DATA_DIR / "eval_replies.json").read_text())["entries"]
@@ -214,7 +204,7 @@ def test_evidence_sentences_follow_markdown_and_web_pages() -> None:
         "Install\n\n"
         "In 1954, Gene M. Amdahl and Arthur L. Samuel first used open addressing."
     )
-    assert evidence_sentences(text) == [
+    assert [s.text for s in evidence_sentences(text)] == [
         "Faster Go maps with Swiss Tables; By: Michael Pratt | Date: 2025-02-26",  # fragments make one enumeration
         "The hash table is a central data structure.",
         "It maps keys to values, e.g. strings to ints.",
@@ -223,7 +213,9 @@ def test_evidence_sentences_follow_markdown_and_web_pages() -> None:
         "Documentation; CLI reference; REST API reference; Install",
         "In 1954, Gene M. Amdahl and Arthur L. Samuel first used open addressing.",  # pysbd: initials
     ]  # "Highlights", a lone heading, is dropped
-    assert evidence_sentences("Highlights\n\nThe tool is fast.\n\n<img src='x.png'>") == ["The tool is fast."]
+    assert [s.text for s in evidence_sentences("Highlights\n\nThe tool is fast.\n\n<img src='x.png'>")] == [
+        "The tool is fast."
+    ]
 
 
 @pytest.mark.parametrize("example_id", list(EXAMPLES))
@@ -240,7 +232,7 @@ def test_support_is_local_not_measured_against_the_whole_evidence() -> None:
     redis = index("github-redis-redis")
     invented = "The memcached protocol was renamed to Redis Software after the trademark guidelines changed."
     assert terms(invented) <= {t for sentence in redis.sentences for t in terms(sentence)}  # all in the page...
-    assert redis.support(invented).score < DEFAULT_MIN_SUPPORT  # ...but no one or two sentences say it
+    assert redis.support(invented).score < thresholds.MIN_SUPPORT  # ...but no one or two sentences say it
 
 
 def test_a_sentence_fusing_two_evidence_sentences_is_supported() -> None:

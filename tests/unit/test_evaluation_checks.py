@@ -6,9 +6,9 @@ from functools import cache
 
 import pytest
 
-from composer.content_gates import CONTENT_GATES, GateContext
-from composer.gates import GATE_NAMES, GateConfig
 from composer.projects import load_projects
+from composer.quality.content import CONTENT_GATES, GateContext
+from composer.quality.gates import GATE_NAMES, GateConfig
 from composer.settings import ComposerSettings
 from evaluation.dataset import load_dataset
 from evaluation.negatives import NegativesReport, RecordedReply, check_recorded_replies, load_recorded_replies

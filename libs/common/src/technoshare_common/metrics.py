@@ -25,6 +25,12 @@ JOBS = Counter(
     "Jobs finished, by the service that saw them end and their outcome.",
     ["service", "outcome"],
 )
+REPLY_FALLBACKS = Counter(
+    "technoshare_reply_fallbacks_total",
+    "Jobs whose abstractive draft the gates refused after repair, answered by the extractive reply instead, by the "
+    "first gate that refused the draft.",
+    ["gate"],
+)
 STAGE_LATENCY = Histogram(
     "technoshare_stage_latency_seconds",
     "Latency of each pipeline stage.",

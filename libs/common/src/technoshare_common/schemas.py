@@ -194,7 +194,15 @@ class ComposeResult(BaseModel):
     trace_id: str | None = Field(None, description="The job's MLflow trace, when tracing is on.")
     app_version: str | None = Field(None, description="The configuration that made the reply (composer.app_version).")
     app_version_id: str | None = Field(None, description="That app version's MLflow LoggedModel, once registered.")
-    compose_mode: str | None = Field(None, description="abstractive or extractive: how the reply was composed.")
+    compose_mode: str | None = Field(
+        None,
+        description="How the reply was composed: abstractive, extractive, degraded (the LLM was unavailable) or "
+        "extractive_fallback (the abstractive draft failed its gates after repair).",
+    )
+    refused_gates: list[GateResult] = Field(
+        default_factory=list,
+        description="The abstractive draft's failed gates, when the extractive fallback answered instead of it.",
+    )
     notice: "Notice | None" = Field(None, description="What an unreadable link got instead of a reply.")
 
     @property

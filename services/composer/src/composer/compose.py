@@ -3,7 +3,9 @@
 This is the part of a job that needs no service but the LLM, so the evaluation suite runs it directly on
 pinned evidence; composer.pipeline adds fetching, checkpoints' storage and posting around it.
 
-- abstractive: Stage A extracts facts, Stage B writes the reply, the gates judge it (one repair).
+- abstractive: Stage A extracts facts, Stage B writes the reply, the gates judge it (one repair). A draft the
+  gates still refuse is answered by the extractive reply (compose mode `extractive_fallback`), so every link gets
+  a postable reply; POST_ON_GATE_FAILURE=true posts the refused draft instead.
 - extractive: the reply quotes the source's best sentences; the model only picks the TL;DR
   (composer.extractive). Chosen per model by COMPOSE_MODE=auto.
 - degraded: the LLM is unavailable, so the extractive reply is made without it and labelled; the outcome is
@@ -19,7 +21,6 @@ from typing import Any
 import openai
 
 from composer.app_version import AppVersions, app_config
-from composer.content_gates import GateContext
 from composer.extractive import (
     DEGRADED_NOTE,
     ExtractiveComposer,
@@ -27,12 +28,14 @@ from composer.extractive import (
     gates_for_source,
     quotable_sentences,
 )
-from composer.gates import GateConfig, GateReport, run_gates
-from composer.grounding import EvidenceIndex, ThemeStrength, theme_strengths
 from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
 from composer.notices import TOO_LITTLE_TEXT, unreadable_notice
 from composer.projects import Project
 from composer.prompts import PromptStore
+from composer.quality.content import GateContext
+from composer.quality.evidence import EvidenceIndex
+from composer.quality.gates import GateConfig, GateReport, run_gates
+from composer.quality.themes import ThemeStrength, earned_themes
 from composer.settings import ComposeMode, ComposerSettings, LLMUnavailableReply
 from composer.stage_a import SearchFunction, StageA, StageAOutput, StageError
 from composer.stage_b import StageB, StageBOutput
@@ -54,7 +57,7 @@ STAGE_A_PROMPT = "stage_a_extract_facts"
 STAGE_B_PROMPT = "stage_b_compose_reply"
 SELECT_PROMPT = "stage_b_select_sentences"
 MODE_PROMPTS = {
-    ComposeMode.abstractive: (STAGE_A_PROMPT, STAGE_B_PROMPT),
+    ComposeMode.abstractive: (STAGE_A_PROMPT, STAGE_B_PROMPT, SELECT_PROMPT),  # the last for the fallback
     ComposeMode.extractive: (SELECT_PROMPT,),
 }
 
@@ -65,25 +68,16 @@ STAGE_SPANS = {
     "stage_b": ("stage_b.run", "LLM"),
     "quality_gates": ("quality_gates.validate", "CHAIN"),
     "repair": ("stage_b.repair", "LLM"),
+    "fallback": ("stage_b.extractive_fallback", "LLM"),
     "slack_post": ("slack.post_message", "UNKNOWN"),
 }
 
 Checkpoint = Callable[[JobCheckpoints], Awaitable[None]]
 
+FALLBACK_MODE = "extractive_fallback"
+
 # A source with fewer sentences that could be quoted gets a short notice: a reply would have to invent or repeat.
 MIN_QUOTABLE = 2
-
-# A theme is offered only when it is at least this share of the strongest one: a link about a web framework is
-# not "related" to the image-generation project because both mention "fast" and "features".
-RELATIVE_THEME_STRENGTH = 0.5
-
-
-def earned_themes(index: EvidenceIndex, projects: list[Project], floor: float) -> list[ThemeStrength]:
-    """The themes a reply may name, strongest first: over the earned_relevance gate's floor and near the best."""
-    strengths = [t for t in theme_strengths(index, projects) if t.score >= floor]
-    if not strengths:
-        return []
-    return [t for t in strengths if t.score >= RELATIVE_THEME_STRENGTH * strengths[0].score]
 
 
 async def _no_checkpoint(_: JobCheckpoints) -> None:
@@ -133,7 +127,7 @@ class ReplyComposer:
         self.stage_a = StageA(settings, llm, search)
         self.stage_b = StageB(settings, llm, projects)
         self.gate_config = GateConfig.from_settings(settings, self.stage_b.themes)
-        self.extractive = ExtractiveComposer(settings, llm, self.gate_config.content.max_similarity)
+        self.extractive = ExtractiveComposer(settings, llm, self.gate_config.content.max_similarity, projects)
 
     def prompt_versions(self) -> dict[str, str]:
         return {name: self.prompts.get(name).version for name in MODE_PROMPTS[self.mode]}
@@ -197,7 +191,7 @@ class ReplyComposer:
         context = GateContext(index, self.projects)
         themes = earned_themes(index, self.projects, self.gate_config.content.min_theme_strength)
         result.compose_mode = self.mode.value
-        if len(quotable_sentences(index.sentences, self.gate_config.content.max_similarity)) < MIN_QUOTABLE:
+        if len(quotable_sentences(index, self.gate_config.content.max_similarity)) < MIN_QUOTABLE:
             result.outcome = Outcome.unreadable
             result.notice = unreadable_notice({"kind": TOO_LITTLE_TEXT}, self.settings)
             result.text = result.notice.text
@@ -216,7 +210,7 @@ class ReplyComposer:
             if not _llm_unavailable(exc) or retry or not degrade:
                 raise
             log.warning("LLM unavailable; posting the quoted reply", extra={"error": str(exc)[:300]})
-            await self._quoted(result, evidence, index, context, themes, degraded=True)
+            await self._quoted(result, evidence, index, context, themes, mode="degraded")
 
     async def _gate(self, result: ComposeResult, content: str, config: GateConfig, context: GateContext) -> GateReport:
         async with stage(result, "quality_gates") as span:
@@ -239,21 +233,25 @@ class ReplyComposer:
         context: GateContext,
         themes: Sequence[ThemeStrength],
         *,
-        degraded: bool = False,
+        mode: str = "extractive",
     ) -> None:
-        """The extractive reply: the model picks the TL;DR, or, degraded, the ranking does and the reply says so."""
-        async with stage(result, "stage_b") as span:
+        """The extractive reply: the model picks the TL;DR, or, degraded, the ranking does and the reply says so.
+        As the abstractive mode's fallback it runs in a span of its own, after the refused draft's."""
+        degraded = mode == "degraded"
+        span_stage = "fallback" if mode == FALLBACK_MODE else "stage_b"
+        async with stage(result, span_stage) as span:
             prompt = None if degraded else self.prompts.get(SELECT_PROMPT)
             draft = await self.extractive.compose(prompt, evidence, index, themes)
-            mode = "degraded" if degraded else "extractive"
             span.set_attributes({"compose_mode": mode, "selection": draft.selection, "model": draft.model or ""})
+            if result.refused_gates:
+                span.set_attribute("refused_gates", [g.name for g in result.refused_gates])
         result.usage += draft.usage
         result.models["stage_b"] = draft.model or self.settings.stage_b_model
         if result.facts is None:  # Stage A did not run
             result.models.pop("stage_a", None)
         if degraded:
             draft.reply.notes.insert(0, DEGRADED_NOTE)
-            result.compose_mode = mode
+        result.compose_mode = mode
         await self._finish(result, draft, context, Outcome.degraded if degraded else Outcome.success)
 
     async def _finish(
@@ -333,7 +331,15 @@ class ReplyComposer:
                 report = run_gates(draft.content, config, context)
             result.usage += draft.usage
             result.repaired = True
-        self._record(result, report, Outcome.success)
+        if report.passed or self.settings.post_on_gate_failure:
+            self._record(result, report, Outcome.success)
+            return
+        log.info(
+            "gates refused the repaired draft; answering with the extractive reply",
+            extra={"failures": [g.name for g in report.failures]},
+        )
+        result.refused_gates = report.failures
+        await self._quoted(result, evidence, context.evidence, context, themes, mode=FALLBACK_MODE)
 
     @staticmethod
     def _record(result: ComposeResult, report: GateReport, passed: Outcome) -> None:

@@ -3,7 +3,7 @@
 A small model cannot be trusted to write facts, so here it only chooses which of the top-ranked source
 sentences lead the reply. Code does the rest: sumy's LexRank ranks the source's sentences, the summary takes
 the next best in reading order, and the project lines name the terms the source shares with each project
-(composer.grounding.theme_strengths), strongest first. The same code with no model at all makes the
+(composer.quality.themes), strongest first. The same code with no model at all makes the
 degraded reply posted when the LLM is unavailable.
 """
 
@@ -12,7 +12,6 @@ import dataclasses
 import json
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,14 +23,19 @@ from sumy.nlp.stemmers import Stemmer
 from sumy.summarizers.lex_rank import LexRankSummarizer
 from sumy.utils import get_stop_words
 
-from composer.content_gates import MARKUP_PATTERNS
-from composer.gates import GateConfig
-from composer.grounding import EvidenceIndex, ThemeStrength, normalized_words, terms, word_similarity
+from composer.commentary import lead_sentences, project_lines, source_kind
 from composer.llm import LLMClient, parse_json_object
 from composer.output_schemas import response_format
+from composer.projects import Project
 from composer.prompts import PromptTemplate
+from composer.quality.content import MARKUP_PATTERNS
+from composer.quality.evidence import EvidenceIndex
+from composer.quality.gates import GateConfig
+from composer.quality.standalone import standalone_problem
+from composer.quality.terms import normalized_words, terms, word_similarity
+from composer.quality.themes import ThemeStrength
 from composer.settings import ComposerSettings
-from technoshare_common.schemas import ComposedReply, Evidence, ProjectLink, TokenUsage
+from technoshare_common.schemas import ComposedReply, Evidence, TokenUsage
 from technoshare_common.text import count_sentences
 
 _WORD = re.compile(r"\w[\w'-]*")
@@ -41,8 +45,6 @@ _NOT_PROSE = re.compile(r"https?://|www\.|[<>|`#*_=]|\.\.\.")
 _POINTER = re.compile(r"^(?:see|read|check out|click|visit|follow|join|please|refer to)\b", re.IGNORECASE)
 TITLE_TERM_WEIGHT = 3  # ranks a sentence gains per term it shares with the title (the classic title feature)
 MIN_WORDS, MAX_WORDS = 6, 60
-MAX_PROJECT_LINES = 3
-SHOWN_TERM_CHARS = 4  # shorter shared words ("run", "api") say little on a project line
 
 DEGRADED_NOTE = "The language model was unavailable, so these sentences are quoted from the source as ranked by code."
 SHORT_SOURCE_NOTE = "Only {count} more sentences of the source could be quoted, so the summary is short."
@@ -62,9 +64,10 @@ class _Words:
         return [text]
 
 
-def quotable(sentence: str) -> bool:
-    """Prose the gates will take as one plain sentence, so quoting it can never fail them (replies are in a
-    Latin-script language: REPLY_LANGUAGE's default, English)."""
+def quotable(sentence: str, listed: frozenset[str] = frozenset()) -> bool:
+    """Prose the gates will take as one plain sentence that reads on its own, so quoting it can never fail them
+    (replies are in a Latin-script language: REPLY_LANGUAGE's default, English). A sentence opening with a pronoun
+    or a demonstrative is left out wherever it would stand, since its antecedent may not be quoted before it."""
     words = len(sentence.split())
     return (
         MIN_WORDS <= words <= MAX_WORDS
@@ -75,6 +78,7 @@ def quotable(sentence: str) -> bool:
         and not _POINTER.match(sentence)
         and not any(pattern.search(sentence) for pattern, _ in MARKUP_PATTERNS)
         and all("LATIN" in unicodedata.name(char, "") for char in sentence if char.isalpha())
+        and standalone_problem(sentence, (), listed) is None
     )
 
 
@@ -87,7 +91,7 @@ def sentence_budget(available: int, tldr: int, summary_min: int) -> tuple[int, i
 def gates_for_source(config: GateConfig, index: EvidenceIndex) -> GateConfig:
     """The gates as they apply to this source, in every compose mode and in the evaluation suite: a short source
     lowers the lengths asked of the reply to what it can carry, instead of inviting padding."""
-    available = len(quotable_sentences(index.sentences, config.content.max_similarity))
+    available = len(quotable_sentences(index, config.content.max_similarity))
     tldr, summary_min = sentence_budget(available, config.tldr_sentences, config.summary_min)
     return dataclasses.replace(config, tldr_sentences=tldr, summary_min=summary_min)
 
@@ -95,12 +99,12 @@ def gates_for_source(config: GateConfig, index: EvidenceIndex) -> GateConfig:
 MAX_QUOTABLE = 200  # sentences considered on a long page (pairwise deduplication and LexRank are quadratic)
 
 
-def quotable_sentences(sentences: Sequence[str], max_similarity: float) -> list[str]:
+def quotable_sentences(index: EvidenceIndex, max_similarity: float) -> list[str]:
     """The source's quotable sentences in reading order, a near-duplicate of an earlier one dropped: what a reply
     can say without repeating itself, so also how many sentences the gates may ask of a short source."""
     kept: list[str] = []
     kept_words: list[str] = []
-    for sentence in dict.fromkeys(s for s in sentences if quotable(s)):
+    for sentence in dict.fromkeys(s for s in index.sentences if quotable(s, index.listed)):
         words = normalized_words(sentence)
         if all(word_similarity(words, earlier) < max_similarity for earlier in kept_words):
             kept.append(sentence)
@@ -110,12 +114,11 @@ def quotable_sentences(sentences: Sequence[str], max_similarity: float) -> list[
     return kept
 
 
-def rank_sentences(
-    sentences: Sequence[str], max_similarity: float, title_terms: frozenset[str] = frozenset()
-) -> list[str]:
+def rank_sentences(index: EvidenceIndex, max_similarity: float) -> list[str]:
     """quotable_sentences() best first, by LexRank lifted by the title's terms. Centrality alone favours an arXiv
     abstract's opening background over its "we propose" sentence."""
-    unique = quotable_sentences(sentences, max_similarity)
+    title_terms = index.title_terms
+    unique = quotable_sentences(index, max_similarity)
     if len(unique) < 2:
         return unique
     document = ObjectDocumentModel([Paragraph([Sentence(s, _Words()) for s in unique])])
@@ -146,55 +149,19 @@ def selection_schema(candidates: int, tldr_sentences: int) -> dict[str, Any]:
     return {"type": "object", "properties": {"tldr": tldr}, "required": ["tldr"], "additionalProperties": False}
 
 
-def _as_written(word: str, text: str) -> str | None:
-    """The word as the source writes it most often (LoRA, PyTorch, JAX); None if it is only a stem of the index."""
-    found = Counter(re.findall(rf"\b{re.escape(word)}\b", text, flags=re.IGNORECASE))
-    return found.most_common(1)[0][0] if found else None
-
-
-def _phrases(words: list[str], text: str) -> list[str]:
-    """Shared words the source writes side by side read as one phrase: "data structures", "fine-tuning"."""
-    merged: list[str] = []
-    for word in words:
-        pattern = rf"\b{re.escape(merged[-1])}([\s-]+){re.escape(word)}\b" if merged else ""
-        joins = re.findall(pattern, text, re.IGNORECASE) if pattern else []
-        if len(joins) >= 2:  # a phrase of the source's, not two words that met once
-            merged[-1] = f"{merged[-1]}{'-' if joins[0].strip() else ' '}{word}"
-        else:
-            merged.append(word)
-    return merged
-
-
-def project_lines(themes: Sequence[ThemeStrength], index: EvidenceIndex) -> list[ProjectLink]:
-    """One line per earned theme, strongest first, naming the topics the source shares with the project: a
-    connection anyone can check, where a small model's own sentence would be a guess."""
-    text = " ".join(index.sentences)
-    lines: list[ProjectLink] = []
-    said: set[tuple[str, ...]] = set()
-    for strength in themes:
-        if len(lines) == MAX_PROJECT_LINES:
-            break
-        written = [w for w in (_as_written(w, text) for w in strength.shared) if w is not None]
-        shown = [w for w in written if len(w) >= SHOWN_TERM_CHARS or not w.islower()] or written or [strength.theme]
-        words = _phrases(list(dict.fromkeys(shown[:3])), text)
-        if tuple(words) in said:  # two lines naming the same words would repeat each other
-            continue
-        said.add(tuple(words))
-        listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}"
-        lines.append(ProjectLink(theme=strength.theme, relevance=f"{strength.project}: the source covers {listed}."))
-    return lines
-
-
 class ExtractiveComposer:
     persona = "stage_b"
 
-    def __init__(self, settings: ComposerSettings, llm: LLMClient | None, max_similarity: float) -> None:
+    def __init__(
+        self, settings: ComposerSettings, llm: LLMClient | None, max_similarity: float, projects: Sequence[Project]
+    ) -> None:
         self.settings = settings
         self.llm = llm
+        self.projects = list(projects)
         self.max_similarity = max_similarity  # the no_repetition gate's threshold
 
     def plan(self, index: EvidenceIndex) -> list[str]:
-        return rank_sentences(index.sentences, self.max_similarity, index.title_terms)
+        return rank_sentences(index, self.max_similarity)
 
     async def compose(
         self,
@@ -205,18 +172,20 @@ class ExtractiveComposer:
     ) -> ExtractiveDraft:
         """With a prompt and a model, the model picks the TL;DR among the best candidates; without, the ranking does."""
         ranked = await asyncio.to_thread(self.plan, index)  # LexRank is pure Python: seconds on a long page
-        shown = ranked[: self.settings.extractive_candidates]
+        kind = source_kind(evidence)
         draft = ExtractiveDraft(ComposedReply(tldr=[], summary=[], projects=[]))
         tldr_count, _ = sentence_budget(len(ranked), self.settings.tldr_sentences, self.settings.summary_min_sentences)
-        tldr_count = min(tldr_count, len(shown))
+        lead = lead_sentences(ranked, index, kind)[:tldr_count]
+        shown = [s for s in ranked if s not in lead][: self.settings.extractive_candidates]
+        count = min(tldr_count - len(lead), len(shown))
         picked: list[str] = []
-        if prompt is not None and self.llm is not None and tldr_count:
-            picked = await self._pick(prompt, evidence, shown, tldr_count, draft)
-        if len(picked) < tldr_count:
-            picked += [s for s in shown if s not in picked][: tldr_count - len(picked)]
-        else:
+        if prompt is not None and self.llm is not None and count:
+            picked = await self._pick(prompt, evidence, shown, count, draft)
+        if len(picked) < count:
+            picked += [s for s in shown if s not in picked][: count - len(picked)]
+        elif count:
             draft.selection = "model"
-        draft.reply = self._assemble(index, ranked, picked, themes)
+        draft.reply = self._assemble(index, ranked, lead + picked, themes, kind)
         return draft
 
     async def _pick(
@@ -251,8 +220,9 @@ class ExtractiveComposer:
         return [shown[n - 1] for n in dict.fromkeys(valid)][:count]
 
     def _assemble(
-        self, index: EvidenceIndex, ranked: list[str], tldr: list[str], themes: Sequence[ThemeStrength]
+        self, index: EvidenceIndex, ranked: list[str], tldr: list[str], themes: Sequence[ThemeStrength], kind: str
     ) -> ComposedReply:
+        """The TL;DR in its lead's order (what it is, its result, then the rest); the summary in the source's."""
         order = {sentence: position for position, sentence in enumerate(index.sentences)}
         rest = [s for s in ranked if s not in tldr][: self.settings.summary_max_sentences]
         summary = sorted(rest, key=order.__getitem__)
@@ -260,8 +230,8 @@ class ExtractiveComposer:
         if len(summary) < self.settings.summary_min_sentences:
             notes.append(SHORT_SOURCE_NOTE.format(count=len(summary)))
         return ComposedReply(
-            tldr=sorted(tldr, key=order.__getitem__),
+            tldr=tldr,
             summary=summary,
-            projects=project_lines(themes, index),
+            projects=project_lines(themes, index, self.projects, kind),
             notes=notes,
         )

@@ -5,11 +5,21 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from composer.quality import thresholds
 from technoshare_common.schemas import NoticeDelivery
 from technoshare_common.settings import REPO_DATA_DIR, ServiceSettings
 
-# The content gates (composer/content_gates.py), named here so that settings need not import their libraries.
-CONTENT_GATES = ("grounded", "no_repetition", "no_markup", "language", "no_padding", "earned_relevance")
+# The content gates (composer/quality/content.py), named here so that settings need not import their libraries.
+CONTENT_GATES = (
+    "grounded",
+    "no_repetition",
+    "no_markup",
+    "language",
+    "no_padding",
+    "standalone",
+    "earned_relevance",
+    "project_grounded",
+)
 
 # REPLY_LANGUAGE: the languages the language gate knows, each with the Unicode scripts its letters are written in
 # (the first word of a letter's Unicode name: LATIN SMALL LETTER A, CJK UNIFIED IDEOGRAPH-5E73, HIRAGANA LETTER A).
@@ -56,10 +66,10 @@ class ComposerSettings(ServiceSettings):
         validation_alias="CONTENT_GATES",
         description="The content gates to run (comma-separated, empty for none): "
         + ", ".join(CONTENT_GATES)
-        + " (composer/content_gates.py). A gate not listed is neither run nor reported.",
+        + " (composer/quality/content.py). A gate not listed is neither run nor reported.",
     )
     gate_min_support: float = Field(
-        0.45,
+        thresholds.MIN_SUPPORT,
         ge=0,
         le=1,
         validation_alias="GATE_MIN_SUPPORT",
@@ -67,7 +77,7 @@ class ComposerSettings(ServiceSettings):
         "one or two evidence sentences must contain (calibrated on data/eval_replies.json).",
     )
     gate_max_similarity: float = Field(
-        0.82,
+        thresholds.MAX_SIMILARITY,
         gt=0,
         le=1,
         validation_alias="GATE_MAX_SIMILARITY",
@@ -82,11 +92,11 @@ class ComposerSettings(ServiceSettings):
         + "); every letter must also be in that language's script (Latin for en).",
     )
     gate_min_theme_strength: float = Field(
-        0.11,
+        thresholds.MIN_THEME_STRENGTH,
         ge=0,
         le=1,
         validation_alias="GATE_MIN_THEME_STRENGTH",
-        description="earned_relevance: the least evidence-to-project strength (composer.grounding.theme_strengths) "
+        description="earned_relevance: the least evidence-to-project strength (composer.quality.themes) "
         "for a project line's theme; Stage B is offered only the themes that reach it.",
     )
     job_deadline_seconds: float = Field(540.0, gt=0, validation_alias="JOB_DEADLINE_SECONDS")

@@ -40,6 +40,8 @@ def job_tags(job: JobRunRequest | None, result: ComposeResult) -> dict[str, str]
         "stage_b_model": result.models.get("stage_b", ""),
         "repaired": str(result.repaired).lower(),
         "dry_run": str(job is None).lower(),
+        "compose_mode": result.compose_mode or "",
+        "refused_gates": ",".join(g.name for g in result.refused_gates),
     }
     if job is not None:
         tags |= {"channel_id": job.channel_id, "message_ts": job.message_ts, "attempt": str(job.attempt)}
@@ -83,6 +85,7 @@ def job_artifacts(result: ComposeResult) -> dict[str, str]:
         "text": result.text,
         "repaired": result.repaired,
         "gates": [gate.model_dump(mode="json") for gate in result.gates],
+        "refused_draft_gates": [gate.model_dump(mode="json") for gate in result.refused_gates],
     }
     payload = result.post.payload if result.post and result.post.payload else {"text": result.text}
     failures = "\n".join(f"{gate.name}: {gate.detail}" for gate in result.gate_failures)

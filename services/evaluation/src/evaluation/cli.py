@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     lean_mlflow_client()  # before mlflow is imported
     import mlflow
 
-    from composer.gates import GateConfig
     from composer.projects import load_projects
     from composer.prompts import PromptRegistry
+    from composer.quality.gates import GateConfig
     from composer.settings import ComposerSettings
     from evaluation import runner
     from evaluation.dataset import DatasetError, load_dataset

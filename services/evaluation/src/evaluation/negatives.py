@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from composer.content_gates import GateContext
 from composer.extractive import gates_for_source
-from composer.gates import GATE_NAMES, GateConfig, run_gates
+from composer.quality.content import GateContext
+from composer.quality.gates import GATE_NAMES, GateConfig, run_gates
 from evaluation.dataset import DatasetError
 
 

@@ -20,11 +20,11 @@ from mlflow.genai.scorers import Scorer
 
 from composer.app_version import AppVersions, app_config, version_name
 from composer.compose import MODE_PROMPTS, ReplyComposer
-from composer.content_gates import GateContext
-from composer.gates import GATE_NAMES
 from composer.llm import LLMClient
 from composer.projects import load_projects
 from composer.prompts import PromptRegistry, PromptStore
+from composer.quality.content import GateContext
+from composer.quality.gates import GATE_NAMES
 from composer.settings import ComposerSettings
 from evaluation.dataset import EvalDataset, EvalExample
 from evaluation.negatives import NegativesReport

@@ -1,8 +1,8 @@
 """The suite's scorers, for mlflow.genai.evaluate.
 
-Hard scorers are the pipeline's own quality gates (composer.gates.check_reply: the layout gates, then the content
-gates), so offline and live quality are the same checks, plus `relevance`; an example passes when all of them
-pass. Soft scorers measure what a pass or fail cannot: how well the TL;DR and summary sentences are supported by
+Hard scorers are the pipeline's own quality gates (composer.quality.gates.check_reply: the layout gates, then the
+content gates), so offline and live quality are the same checks, plus `relevance`; an example passes when all of
+them pass. Soft scorers measure what a pass or fail cannot: how well the TL;DR and summary sentences are supported by
 the evidence (the grounded gate's own measure, averaged), and, when a judge model is configured, an LLM's verdict.
 """
 
@@ -15,12 +15,12 @@ import openai
 from mlflow.entities import Feedback
 from mlflow.genai.scorers import Scorer, scorer
 
-from composer.content_gates import CONTENT_GATES, GateContext, reply_sentences
 from composer.extractive import gates_for_source
-from composer.gates import GATE_NAMES, GateConfig, check_reply, parse_reply
-from composer.grounding import EvidenceIndex
 from composer.llm import parse_json_object
 from composer.projects import Project
+from composer.quality.content import CONTENT_GATES, GateContext, reply_sentences
+from composer.quality.evidence import EvidenceIndex
+from composer.quality.gates import GATE_NAMES, GateConfig, check_reply, parse_reply
 from evaluation.dataset import EvalExample
 from technoshare_common.context import PERSONA_HEADER, STAGE_HEADER
 from technoshare_common.schemas import ComposedReply, GateResult

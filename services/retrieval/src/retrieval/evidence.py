@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from retrieval.settings import RetrievalSettings
 from technoshare_common.schemas import Coverage, Evidence, Snippet, Source
+from technoshare_common.text import split_sentences
 
 # Below this many characters, extracted text is too thin to call the page fully read.
 FULL_TEXT_MIN_CHARS = 400
@@ -21,28 +22,6 @@ class Section:
 
     heading: str
     paragraphs: tuple[str, ...]
-
-
-# --- sentences ---------------------------------------------------------------------------------
-
-_BOUNDARY = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
-_ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "vs.", "cf.", "Fig.", "Figs.", "Eq.", "Eqs.", "Sec.", "No.", "Dr.")
-_INITIAL = re.compile(r"(?:^|\s)[A-Z]\.$")
-
-
-def split_sentences(paragraph: str) -> list[str]:
-    """The paragraph's sentences; a period after an abbreviation or an initial ends none."""
-    sentences: list[str] = []
-    start = 0
-    for boundary in _BOUNDARY.finditer(paragraph):
-        head = paragraph[start : boundary.start() + 1]
-        if head.endswith(_ABBREVIATIONS) or _INITIAL.search(head):
-            continue
-        sentences.append(paragraph[start : boundary.end()].strip())
-        start = boundary.end()
-    if tail := paragraph[start:].strip():
-        sentences.append(tail)
-    return sentences
 
 
 def without_lead_in(paragraph: str) -> str:

@@ -9,7 +9,8 @@ holding any other formula is left out, since it would read as a broken sentence 
 import re
 from html.parser import HTMLParser
 
-from retrieval.evidence import Section, group_sections, split_sentences, tidy
+from retrieval.evidence import Section, group_sections, tidy
+from technoshare_common.text import split_sentences
 
 _VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}

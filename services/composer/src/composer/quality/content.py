@@ -1,18 +1,23 @@
 """Content gates: what the reply says, not how it is laid out.
 
-The layout gates (composer.gates) pass a reply that invents facts, repeats itself or leaks HTML. These judge its
-content against the evidence and the team's projects, and each failure's detail is written for the repair prompt:
-it names the offending sentences and says what to do instead.
+The layout gates (composer.quality.layout) pass a reply that invents facts, repeats itself or leaks HTML. These
+judge its content against the evidence and the team's projects, and each failure's detail is written for the
+repair prompt: it names the offending sentences and says what to do instead.
 
 - grounded: every TL;DR and summary sentence is supported by one or two evidence sentences, and names no number
-  or name that the evidence does not (composer.grounding).
+  or name that the evidence does not (composer.quality.evidence).
 - no_repetition: no two sentences of the reply are near-duplicates, and no sentence loops a phrase.
 - no_markup: no HTML, entities, code fences, JSON or bracket debris, Markdown links, broken URLs or glued words.
 - language: the reply is in REPLY_LANGUAGE (py3langid) and every letter is in that language's script.
 - no_padding: the summary does not repeat the TL;DR, and no sentence is the team's project descriptions (the
   prompt's context) passed off as the link's content.
-- earned_relevance: every project line's theme is one the evidence supports (composer.grounding.theme_strengths),
+- standalone: every TL;DR and summary sentence reads on its own: no pointer to a figure or "below", no opening
+  "This…" or "It…" whose antecedent the reply lacks, no list fragment, no colon at its end
+  (composer.quality.standalone).
+- earned_relevance: every project line's theme is one the evidence supports (composer.quality.themes),
   and the lines are ordered strongest first.
+- project_grounded: every project line is supported by the evidence and the project's description together, the
+  same measure as grounded: it says what the project does and what in the link touches it, and invents neither.
 """
 
 import itertools
@@ -25,31 +30,28 @@ from typing import TYPE_CHECKING
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-from composer.grounding import (
-    EvidenceIndex,
-    ThemeStrength,
+from composer.projects import Project
+from composer.quality import thresholds
+from composer.quality.evidence import EvidenceIndex
+from composer.quality.standalone import standalone_problem
+from composer.quality.terms import (
+    compounds,
     names,
     normalized_words,
-    projects_index,
     reply_sentences,
     similarity,
-    strip_markup,
-    theme_strengths,
+    term,
+    terms,
+    vocabulary_words,
     word_similarity,
 )
-from composer.projects import Project
+from composer.quality.themes import ThemeStrength, projects_index, theme_strengths
 from composer.settings import CONTENT_GATES, LANGUAGE_SCRIPTS
 from technoshare_common.schemas import ComposedReply, GateResult
+from technoshare_common.text import strip_markup
 
 if TYPE_CHECKING:
     from composer.settings import ComposerSettings
-
-# Calibrated on data/eval_replies.json (composer.grounding.grounding_report; tests/unit/test_content_gates.py):
-# each sits between the good replies' worst score and the bad replies' best.
-DEFAULT_MIN_SUPPORT = 0.45  # good replies' lowest sentence 0.50; bad replies' lowest at most 0.40
-DEFAULT_MAX_SIMILARITY = 0.82  # good replies' most similar pair 0.75; repeated pairs 0.88 and up
-DEFAULT_MIN_THEME_STRENGTH = 0.11  # good and expected themes 0.13 and up; unearned ones 0.10 at most
-DEFAULT_PADDING_MARGIN = 0.25  # good sentences match the projects no better than the evidence; padding by 0.55+
 
 QUOTE_CHARS = 90  # a sentence quoted in a detail is cut here
 MAX_LISTED = 4  # sentences listed per problem in a detail
@@ -58,17 +60,17 @@ MAX_LISTED = 4  # sentences listed per problem in a detail
 @dataclass(frozen=True)
 class ContentGateConfig:
     enabled: frozenset[str] = frozenset(CONTENT_GATES)
-    min_support: float = DEFAULT_MIN_SUPPORT
-    max_similarity: float = DEFAULT_MAX_SIMILARITY
+    min_support: float = thresholds.MIN_SUPPORT
+    max_similarity: float = thresholds.MAX_SIMILARITY
     language: str = "en"
-    min_theme_strength: float = DEFAULT_MIN_THEME_STRENGTH
+    min_theme_strength: float = thresholds.MIN_THEME_STRENGTH
     # earned_relevance: a line may follow a stronger one by at most this much (strengths within it are a tie).
     theme_order_tolerance: float = 0.02
     # no_markup: an all-letter token this long that the evidence does not contain is words glued together.
     glued_word_chars: int = 17
     # no_padding: a sentence is the projects' context when it matches their descriptions by this much more than
     # the evidence.
-    padding_margin: float = DEFAULT_PADDING_MARGIN
+    padding_margin: float = thresholds.PADDING_MARGIN
 
     def __post_init__(self) -> None:
         unknown = sorted(self.enabled - set(CONTENT_GATES))
@@ -384,6 +386,31 @@ def _no_padding(reply: ComposedReply, context: GateContext, config: ContentGateC
     )
 
 
+# --- standalone --------------------------------------------------------------------------------
+
+
+def _standalone(reply: ComposedReply, context: GateContext, config: ContentGateConfig) -> GateResult:
+    problems = []
+    sentences = reply_sentences(reply.tldr) + reply_sentences(reply.summary)  # the TL;DR is the summary's context
+    for position, sentence in enumerate(sentences):
+        why = standalone_problem(sentence, sentences[:position], context.evidence.listed)
+        if why:
+            problems.append(f"{_quote(sentence)} {why}")
+    if problems:
+        return GateResult(
+            name="standalone",
+            passed=False,
+            detail="every sentence must read on its own, in the source's order: name the subject instead of "
+            '"This" or "It", point at no figure, table or text "below", and write no list fragments; '
+            + _listed(problems),
+        )
+    return GateResult(
+        name="standalone",
+        passed=True,
+        detail="every TL;DR and summary sentence reads on its own: no pointers, dangling openers or fragments",
+    )
+
+
 # --- earned_relevance --------------------------------------------------------------------------
 
 
@@ -433,13 +460,61 @@ def _earned_relevance(reply: ComposedReply, context: GateContext, config: Conten
     )
 
 
+# --- project_grounded --------------------------------------------------------------------------
+
+
+def _project_support(sentence: str, project: Project, context: GateContext) -> tuple[float, list[str], list[str]]:
+    """The share of the line's terms found in its best evidence or in the project's description; the words found
+    in neither; the names and numbers known to neither."""
+    described_text = f"{project.name}. {project.theme}. {project.description}"
+    described = terms(described_text) | compounds(described_text)
+    support = context.evidence.support(sentence)
+    total = len(terms(sentence))
+    missing = [w for w in support.unsupported_terms if term(w.lower()) not in described]
+    vocabulary = vocabulary_words(described_text)
+    unknown = [n for n in support.unknown_names if n.lower() not in vocabulary]
+    score = 1.0 if not total else round(1 - len(missing) / total, 4)
+    return score, missing, unknown
+
+
+def _project_grounded(reply: ComposedReply, context: GateContext, config: ContentGateConfig) -> GateResult:
+    by_theme = {p.theme: p for p in reversed(context.projects)}  # the first project of a theme
+    problems = []
+    lowest = 1.0
+    for line in reply.projects:
+        project = by_theme.get(line.theme)
+        if project is None:
+            continue  # an unknown theme is schema_validity's to refuse
+        for sentence in reply_sentences([line.relevance]):
+            score, missing, unknown = _project_support(sentence, project, context)
+            lowest = min(lowest, score)
+            if score < config.min_support:
+                problems.append(f"{_quote(sentence)} (support {score:.2f}; in neither: {', '.join(missing[:6])})")
+            elif unknown:
+                problems.append(f"{_quote(sentence)} names {', '.join(unknown)}, which neither text has")
+    if problems:
+        return GateResult(
+            name="project_grounded",
+            passed=False,
+            detail="a project line says what the project does, from its description, and what in the link touches "
+            "it, from the evidence, and nothing else; these lines are supported by neither: " + _listed(problems),
+        )
+    return GateResult(
+        name="project_grounded",
+        passed=True,
+        detail=f"every project line is supported by the evidence and the project's description (lowest {lowest:.2f})",
+    )
+
+
 GATES: dict[str, Callable[[ComposedReply, GateContext, ContentGateConfig], GateResult]] = {
     "grounded": _grounded,
     "no_repetition": _no_repetition,
     "no_markup": _no_markup,
     "language": _language,
     "no_padding": _no_padding,
+    "standalone": _standalone,
     "earned_relevance": _earned_relevance,
+    "project_grounded": _project_grounded,
 }
 assert tuple(GATES) == CONTENT_GATES
 

@@ -1,0 +1,187 @@
+"""Whether a reply sentence says what its best evidence says, beyond sharing its words.
+
+Three disagreements that word overlap cannot see, each checked against the one or two evidence sentences that
+support the sentence best (composer.quality.evidence):
+
+- polarity: a word the two share is negated in one and affirmed in the other ("adds inference latency" against
+  "no additional inference latency");
+- numbers: a number of the sentence is not in that evidence, comes with another unit ("10,000 GB" for "10,000
+  times"), or belongs to other words there ("3 times fewer parameters" where 3 times is the memory saving);
+- comparatives: the sentence says "more" where the evidence says "fewer", "faster" where it says "slower".
+
+Hand-written rules over the sentence's own words: a model could judge entailment better (a configured judge model
+does, composer.quality.judge), but these run on every sentence of every reply for free, with no model at all.
+"""
+
+import re
+from collections.abc import Iterator, Sequence
+
+from composer.quality.terms import normalize_numbers, term
+
+NEGATIONS = frozenset({"not", "no", "never", "without", "cannot", "none", "nor", "neither", "nothing", "nobody"})
+NEGATION_SCOPE = 4  # content words after a negation that it negates ("no additional inference latency")
+NOT_NEGATIONS = (("not", "only"), ("no", "matter"))  # "not only fast but also…" negates nothing
+NUMBER_CONTEXT = 4  # words either side of a number that say what it counts
+
+_CLAUSE = re.compile(r"[,;:.!?()\u2013\u2014]|\s-\s|\bbut\b|\bwhile\b|\bwhereas\b")
+_TOKEN = re.compile(r"\d+(?:\.\d+)?(?:[a-zA-Z%\u00d7]{1,2})?|[^\W\d_]+(?:['\u2019][a-z]+)?|[\u00d7%]")
+_NUMBER = re.compile(r"^(\d+(?:\.\d+)?)([a-zA-Z%\u00d7]{0,2})$")
+
+# A unit as its canonical name: the word or suffix right after a number.
+UNITS = {
+    "x": "times",
+    "\u00d7": "times",
+    "times": "times",
+    "fold": "times",
+    "%": "percent",
+    "percent": "percent",
+    "gb": "GB",
+    "mb": "MB",
+    "kb": "KB",
+    "tb": "TB",
+    "ms": "ms",
+    "s": "seconds",
+    "sec": "seconds",
+    "seconds": "seconds",
+    "minutes": "minutes",
+    "hours": "hours",
+    "days": "days",
+    "k": "thousand",
+    "m": "million",
+    "b": "billion",
+    "million": "million",
+    "billion": "billion",
+    "tokens": "tokens",
+    "gpus": "GPUs",
+    "layers": "layers",
+    "steps": "steps",
+}
+
+# Pairs of opposite comparatives: a sentence with one side, over evidence with only the other, says the opposite.
+OPPOSITES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
+    (frozenset(a.split()), frozenset(b.split()))
+    for a, b in (
+        ("more", "fewer less"),
+        ("higher", "lower"),
+        ("larger bigger", "smaller"),
+        ("increase increases increased increasing", "decrease decreases decreased decreasing reduce reduces reduced"),
+        ("faster quicker", "slower"),
+        ("better", "worse"),
+        ("outperform outperforms outperformed", "underperform underperforms underperformed"),
+        ("improve improves improved", "degrade degrades degraded hurt hurts worsen worsens"),
+        ("longer", "shorter"),
+        ("cheaper", "costlier"),
+        ("before", "after"),
+        ("easier simpler", "harder"),
+    )
+)
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _TOKEN.findall(normalize_numbers(text))]
+
+
+def _clauses(text: str) -> list[list[str]]:
+    return [words for piece in _CLAUSE.split(normalize_numbers(text)) if (words := _words(piece))]
+
+
+def _negation(words: list[str], position: int) -> bool:
+    word = words[position]
+    if word.endswith(("n't", "n\u2019t")):
+        return True
+    if word not in NEGATIONS:
+        return False
+    following = words[position + 1] if position + 1 < len(words) else ""
+    return (word, following) not in NOT_NEGATIONS
+
+
+def polarities(text: str) -> tuple[set[str], set[str]]:
+    """The text's content terms said negated ("no additional latency"), and those said plainly."""
+    negated: set[str] = set()
+    affirmed: set[str] = set()
+    for words in _clauses(text):
+        scope = 0
+        for position, word in enumerate(words):
+            if _negation(words, position):
+                scope = NEGATION_SCOPE
+                continue
+            stem = term(word)
+            if stem is None:
+                continue
+            if scope:
+                negated.add(stem)
+                scope -= 1
+            else:
+                affirmed.add(stem)
+    return negated, affirmed
+
+
+def _polarity_conflicts(sentence: str, evidence: str) -> Iterator[str]:
+    negated, affirmed = polarities(sentence)
+    evidence_negated, evidence_affirmed = polarities(evidence)
+    flipped = sorted(
+        (negated & evidence_affirmed - evidence_negated) | (affirmed & evidence_negated - evidence_affirmed)
+    )
+    if flipped:
+        yield f"says the opposite of its evidence about {', '.join(flipped[:4])}"
+
+
+def _numbers(text: str) -> list[tuple[str, str | None, frozenset[str]]]:
+    """Each number of a text with its unit and the content terms around it."""
+    words = _words(text)
+    found = []
+    for position, word in enumerate(words):
+        match = _NUMBER.match(word)
+        if not match:
+            continue
+        value, suffix = match.group(1), match.group(2).lower()
+        after = words[position + 1] if position + 1 < len(words) else ""
+        unit = UNITS.get(suffix) if suffix else UNITS.get(after)
+        around = (
+            words[max(0, position - NUMBER_CONTEXT) : position] + words[position + 1 : position + 1 + NUMBER_CONTEXT]
+        )
+        context = {t for w in around if w not in UNITS and not _NUMBER.match(w) and (t := term(w)) is not None}
+        found.append((value, unit, frozenset(context)))
+    return found
+
+
+def _number_conflicts(sentence: str, evidence: str) -> Iterator[str]:
+    ours = _numbers(sentence)
+    if not ours:
+        return
+    theirs = _numbers(evidence)
+    for value, unit, context in ours:
+        same = [(u, c) for v, u, c in theirs if v == value]
+        if not same:
+            yield f"{value} is not in its supporting evidence"
+            continue
+        units = {u for u, _ in same}
+        if unit is not None and None not in units and unit not in units:
+            yield f"{value} {unit} is {value} {'/'.join(sorted(u for u in units if u))} in the evidence"
+            continue
+        own_context = frozenset().union(*(c for _, c in same))
+        others = frozenset().union(*(c for v, _, c in theirs if v != value))
+        if context & others - own_context and not context & own_context:
+            yield f"{value} is said of other things in the evidence ({', '.join(sorted(context & others)[:3])})"
+
+
+def _comparative_conflicts(sentence: str, evidence: str) -> Iterator[str]:
+    ours = set(_words(sentence))
+    theirs = set(_words(evidence))
+    for a, b in OPPOSITES:
+        for mine, other in ((a, b), (b, a)):
+            said = ours & mine
+            if said and not theirs & mine and theirs & other:
+                yield f"{sorted(said)[0]!r} where the evidence says {sorted(theirs & other)[0]!r}"
+
+
+def conflicts(sentence: str, evidence: Sequence[str]) -> Iterator[str]:
+    """How a sentence disagrees with the evidence sentences that support it best; nothing when they agree."""
+    if not evidence:
+        return
+    joined = " ".join(evidence)
+    if " ".join(sentence.lower().split()) in " ".join(joined.lower().split()):
+        return  # a quote says what its source says
+    yield from _polarity_conflicts(sentence, joined)
+    yield from _number_conflicts(sentence, joined)
+    yield from _comparative_conflicts(sentence, joined)
