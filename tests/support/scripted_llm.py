@@ -40,7 +40,7 @@ SUMMARY = [
     "Full fine-tuning becomes less feasible as pre-trained models grow larger.",
     "LoRA freezes the pre-trained model weights during adaptation.",
     "Each Transformer layer receives a pair of trainable rank decomposition matrices.",
-    "This design reduces trainable parameters by roughly ten thousand times.",
+    "The LoRA design reduces trainable parameters by roughly ten thousand times.",
     "GPU memory needs during training drop by about three times.",
     "Quality stays on par with full fine-tuning on RoBERTa and DeBERTa.",
     "The method also works for GPT-2 and GPT-3 sized models.",

@@ -68,7 +68,7 @@ async def test_without_a_model_every_sentence_is_the_sources_own_in_reading_orde
     index = EvidenceIndex.from_evidence(evidence)
     projects = load_projects(ComposerSettings().projects_file)
     themes = theme_strengths(index, projects)
-    draft = await ExtractiveComposer(ComposerSettings(), None, 0.82).compose(None, evidence, index, themes)
+    draft = await ExtractiveComposer(ComposerSettings(), None, 0.82, projects).compose(None, evidence, index, themes)
     text = source_text(evidence)
     reply = draft.reply
     assert reply.tldr and reply.summary and draft.selection == "ranked"

@@ -5,6 +5,7 @@ kind, each with the gates it must fail. Every gate is shown failing a bad reply 
 thresholds are the ones calibrated on that file (evaluation.calibration.grounding_report).
 """
 
+import asyncio
 import json
 import time
 from functools import cache
@@ -12,17 +13,18 @@ from typing import Any
 
 import pytest
 
+from composer.extractive import ExtractiveComposer
 from composer.projects import load_projects
 from composer.quality import thresholds
 from composer.quality.content import CONTENT_GATES, ContentGateConfig, GateContext, _identifier, check_content
 from composer.quality.evidence import EvidenceIndex
-from composer.quality.terms import similarity, terms
-from composer.quality.themes import theme_strengths
+from composer.quality.terms import terms
+from composer.quality.themes import earned_themes, theme_strengths
 from composer.settings import ComposerSettings
 from evaluation.calibration import grounding_report
-from technoshare_common.schemas import ComposedReply, Evidence, GateResult, ProjectLink
+from technoshare_common.schemas import ComposedReply, Evidence, GateResult
 from technoshare_common.settings import REPO_DATA_DIR
-from technoshare_common.text import evidence_sentences, prose_words
+from technoshare_common.text import evidence_sentences
 
 EXAMPLES = {e["id"]: e for e in json.loads((REPO_DATA_DIR / "eval_dataset.json").read_text())["examples"]}
 ENTRIES: list[dict[str, Any]] = json.loads((REPO_DATA_DIR / "eval_replies.json").read_text())["entries"]
@@ -111,7 +113,7 @@ def test_grounded_fails_invented_numbers_in_otherwise_faithful_prose() -> None:
 
 def test_no_repetition_fails_a_summary_that_repeats_one_sentence() -> None:
     detail = assert_fails_only_the_bad("no_repetition", bad("Recorded (bundled model): the summary repeats"))
-    assert detail.startswith("say each thing once; 14 sentences repeat an earlier one:")
+    assert detail.startswith("say each thing once; 28 sentences repeat an earlier one:")
 
 
 def test_no_repetition_fails_a_sentence_that_loops_a_phrase() -> None:
@@ -268,20 +270,11 @@ def test_theme_strengths_put_the_expected_theme_first_on_most_examples() -> None
 
 
 def _extractive(example_id: str) -> ComposedReply:
-    """A reply made only of the evidence's own prose sentences, as the extractive compose mode makes it."""
+    """The extractive compose mode's reply without a model: the source's own sentences, code's project lines."""
     evidence_index = index(example_id)
-    quotable: list[str] = []
-    for s in evidence_index.sentences:
-        prose = s[-1] in ".!?" and 6 <= prose_words(s) <= 45 and not any(c in s for c in "<>{}[]|`#*_=")
-        # A page repeats itself (a README's first line is also the repository's description): quote it once.
-        if prose and all(similarity(s, q) < CONFIG.max_similarity for q in quotable):
-            quotable.append(s)
-    themes = [s for s in theme_strengths(evidence_index, PROJECTS) if s.score >= CONFIG.min_theme_strength]
-    projects = [
-        ProjectLink(theme=s.theme, relevance=f"{s.project}: the source covers {', '.join(s.shared[:3])}.")
-        for s in themes[:3]
-    ]
-    return ComposedReply(tldr=quotable[:3], summary=quotable[3:15], projects=projects)
+    themes = earned_themes(evidence_index, PROJECTS, CONFIG.min_theme_strength)
+    composer = ExtractiveComposer(ComposerSettings(), None, CONFIG.max_similarity, PROJECTS)
+    return asyncio.run(composer.compose(None, evidence(example_id), evidence_index, themes)).reply
 
 
 @pytest.mark.parametrize("example_id", list(EXAMPLES))
@@ -334,6 +327,7 @@ def test_the_thresholds_separate_the_labelled_good_and_bad_replies() -> None:
     for good in (
         "support, good TL;DR and summary sentences",
         "lowest support per good reply",
+        "good sentences that disagree with their evidence",
         "most similar sentence pair per good reply",
         "projects minus evidence support, good sentences",
         "theme strength, good replies' project lines",
@@ -341,12 +335,13 @@ def test_the_thresholds_separate_the_labelled_good_and_bad_replies() -> None:
         assert failing(good)[0] == 0, rows[good]
     for bad_measure in (
         "lowest support per bad reply that must fail grounded",
+        "bad replies that must fail grounded, caught by agreement",
         "projects minus evidence support, padding sentences",
         "theme strength, unearned themes of bad replies",
     ):
         caught, total = failing(bad_measure)
         assert caught == total, rows[bad_measure]
-    assert "Invented sentences caught by support or by an unknown number or name: 50 of 50." in report
+    assert "Invented sentences caught by support, an unknown number or name, or agreement: 54 of 54." in report
 
 
 def test_indexing_a_long_evidence_and_checking_a_reply_is_fast() -> None:

@@ -62,6 +62,8 @@ def grounding_report(
     good_padding: list[float] = []
     bad_padding: list[float] = []
     good_themes: list[float] = []
+    good_conflicts: list[float] = []  # 1.0 per good sentence that disagrees with its evidence
+    disagreeing: list[float] = []  # 1.0 per bad reply whose words are the evidence's but whose sense is not
     unearned_themes: list[float] = []
     good_replies = {e["example_id"]: e["reply"] for e in entries if e["label"] == "good"}
     for entry in entries:
@@ -74,6 +76,7 @@ def grounding_report(
         strengths = {t.theme: t.score for t in theme_strengths(index, projects)}
         margins = {s: padding_index.support(s).score - supports[s].score for s in prose}
         if entry["label"] == "good":
+            good_conflicts += [float(bool(sup.conflicts)) for sup in supports.values()]
             good_support += [sup.score for sup in supports.values()]
             good_lowest.append(min(sup.score for sup in supports.values()))
             good_similar.append(max(pairs, default=0.0))
@@ -85,14 +88,16 @@ def grounding_report(
         if "grounded" in fails:
             invented_support += [index.support(s).score for s in invented]
             invented_total += len(invented)
-            invented_caught += sum(
-                1 for s in invented if index.support(s).score < min_support or index.support(s).unknown_names
-            )
-            bad_lowest.append(min(sup.score for sup in supports.values()))
+            invented_caught += sum(1 for s in invented if not index.support(s).supported(min_support))
+            if any(sup.conflicts for sup in supports.values()):
+                disagreeing.append(1.0)  # caught by agreement: its words are the evidence's
+            else:
+                bad_lowest.append(min(sup.score for sup in supports.values()))
         if "no_repetition" in fails:
             bad_similar.append(max(pairs, default=0.0))
-        if "no_padding" in fails:
-            bad_padding += [padding_index.support(s).score - index.support(s).score for s in invented]
+        if "no_padding" in fails:  # the padding sentences are an entry's invented ones (a copy of the TL;DR is not)
+            padded = entry.get("invented", [])
+            bad_padding += [padding_index.support(s).score - index.support(s).score for s in padded]
         if "earned_relevance" in fails:
             earned = {p["theme"] for p in good_replies.get(entry["example_id"], {}).get("projects", [])}
             unearned_themes += [strengths[p["theme"]] for p in reply["projects"] if p["theme"] not in earned]
@@ -104,6 +109,16 @@ def grounding_report(
         _row("lowest support per good reply", good_lowest, sum(v < min_support for v in good_lowest)),
         _row(
             "lowest support per bad reply that must fail grounded", bad_lowest, sum(v < min_support for v in bad_lowest)
+        ),
+        _row(
+            "good sentences that disagree with their evidence",
+            good_conflicts,
+            sum(v > 0 for v in good_conflicts),
+        ),
+        _row(
+            "bad replies that must fail grounded, caught by agreement",
+            disagreeing,
+            len(disagreeing),
         ),
         _row("most similar sentence pair per good reply", good_similar, sum(v >= max_similarity for v in good_similar)),
         _row(
@@ -144,7 +159,7 @@ def grounding_report(
     summary = (
         f"\nThresholds: min_support {min_support:.2f}, max_similarity {max_similarity:.2f}, "
         f"min_theme_strength {min_theme_strength:.2f}, padding_margin {padding_margin:.2f}. Invented sentences "
-        f"caught by support or by an unknown number or name: {invented_caught} of {invented_total}."
+        f"caught by support, an unknown number or name, or agreement: {invented_caught} of {invented_total}."
     )
     return "\n".join(rows) + summary
 

@@ -20,11 +20,13 @@ from composer.quality.terms import normalize_numbers, term
 
 NEGATIONS = frozenset({"not", "no", "never", "without", "cannot", "none", "nor", "neither", "nothing", "nobody"})
 NEGATION_SCOPE = 4  # content words after a negation that it negates ("no additional inference latency")
+MIN_FLIPPED = 2  # one flipped word is as often a different clause as a contradiction
+MIN_MISPLACED = 2  # a number's clause shares this many words with another number's clause, and none with its own
 NOT_NEGATIONS = (("not", "only"), ("no", "matter"))  # "not only fast but also…" negates nothing
-NUMBER_CONTEXT = 4  # words either side of a number that say what it counts
 
 _CLAUSE = re.compile(r"[,;:.!?()\u2013\u2014]|\s-\s|\bbut\b|\bwhile\b|\bwhereas\b")
 _TOKEN = re.compile(r"\d+(?:\.\d+)?(?:[a-zA-Z%\u00d7]{1,2})?|[^\W\d_]+(?:['\u2019][a-z]+)?|[\u00d7%]")
+_NUMBER_CLAUSE = re.compile(r"[;:()]|,(?!\d)|\band\b|\bwhile\b|\bwhereas\b|\bbut\b")
 _NUMBER = re.compile(r"^(\d+(?:\.\d+)?)([a-zA-Z%\u00d7]{0,2})$")
 
 # A unit as its canonical name: the word or suffix right after a number.
@@ -116,32 +118,39 @@ def polarities(text: str) -> tuple[set[str], set[str]]:
     return negated, affirmed
 
 
+def _cues(text: str) -> int:
+    words = _words(text)
+    return sum(_negation(words, position) for position in range(len(words)))
+
+
 def _polarity_conflicts(sentence: str, evidence: str) -> Iterator[str]:
+    """Two or more shared words negated on one side only; a sentence with two negations is beyond these rules."""
+    if _cues(sentence) > 1:
+        return
     negated, affirmed = polarities(sentence)
     evidence_negated, evidence_affirmed = polarities(evidence)
     flipped = sorted(
         (negated & evidence_affirmed - evidence_negated) | (affirmed & evidence_negated - evidence_affirmed)
     )
-    if flipped:
+    if len(flipped) >= MIN_FLIPPED:
         yield f"says the opposite of its evidence about {', '.join(flipped[:4])}"
 
 
 def _numbers(text: str) -> list[tuple[str, str | None, frozenset[str]]]:
-    """Each number of a text with its unit and the content terms around it."""
-    words = _words(text)
+    """Each number of a text with its unit and the content terms of its clause (up to an "and" or a comma): what
+    it counts. "parameters by 10,000 times and GPU memory by 3 times" gives 3 to the memory, not the parameters."""
     found = []
-    for position, word in enumerate(words):
-        match = _NUMBER.match(word)
-        if not match:
-            continue
-        value, suffix = match.group(1), match.group(2).lower()
-        after = words[position + 1] if position + 1 < len(words) else ""
-        unit = UNITS.get(suffix) if suffix else UNITS.get(after)
-        around = (
-            words[max(0, position - NUMBER_CONTEXT) : position] + words[position + 1 : position + 1 + NUMBER_CONTEXT]
-        )
-        context = {t for w in around if w not in UNITS and not _NUMBER.match(w) and (t := term(w)) is not None}
-        found.append((value, unit, frozenset(context)))
+    for clause in _NUMBER_CLAUSE.split(normalize_numbers(text)):
+        words = _words(clause)
+        context = frozenset(t for w in words if w not in UNITS and not _NUMBER.match(w) and (t := term(w)) is not None)
+        for position, word in enumerate(words):
+            match = _NUMBER.match(word)
+            if not match:
+                continue
+            value, suffix = match.group(1), match.group(2).lower()
+            after = words[position + 1] if position + 1 < len(words) else ""
+            unit = UNITS.get(suffix) if suffix else UNITS.get(after)
+            found.append((value, unit, context))
     return found
 
 
@@ -161,7 +170,7 @@ def _number_conflicts(sentence: str, evidence: str) -> Iterator[str]:
             continue
         own_context = frozenset().union(*(c for _, c in same))
         others = frozenset().union(*(c for v, _, c in theirs if v != value))
-        if context & others - own_context and not context & own_context:
+        if own_context and not context & own_context and len(context & others) >= MIN_MISPLACED:
             yield f"{value} is said of other things in the evidence ({', '.join(sorted(context & others)[:3])})"
 
 

@@ -116,6 +116,7 @@ def _grounded(reply: ComposedReply, context: GateContext, config: ContentGateCon
     supports = [(s, context.evidence.support(s)) for s in sentences]
     weak = [(s, sup) for s, sup in supports if sup.score < config.min_support]
     named = [(s, sup) for s, sup in supports if sup.unknown_names]
+    disagreeing = [(s, sup) for s, sup in supports if sup.conflicts and sup.score >= config.min_support]
     problems = []
     if weak:
         listed = [
@@ -129,13 +130,16 @@ def _grounded(reply: ComposedReply, context: GateContext, config: ContentGateCon
             "these numbers or names occur nowhere in the evidence, so remove them or use the evidence's own: "
             + _listed(listed)
         )
+    if disagreeing:
+        listed = [f"{_quote(s)}: {'; '.join(sup.conflicts)}" for s, sup in disagreeing]
+        problems.append("these sentences use the evidence's words but say something else: " + _listed(listed))
     if problems:
         return GateResult(name="grounded", passed=False, detail=" ".join(problems))
     lowest = min((sup.score for _, sup in supports), default=1.0)
     return GateResult(
         name="grounded",
         passed=True,
-        detail=f"all {len(sentences)} TL;DR and summary sentences are supported by the evidence "
+        detail=f"all {len(sentences)} TL;DR and summary sentences are supported by the evidence and agree with it "
         f"(lowest support {lowest:.2f}, at least {config.min_support:.2f} needed)",
     )
 
@@ -477,6 +481,17 @@ def _project_support(sentence: str, project: Project, context: GateContext) -> t
     return score, missing, unknown
 
 
+def _broken_words(sentence: str, texts: str) -> list[str]:
+    """Words the two texts have only inside a longer hyphenated word: "fine" of "fine-tuning" is a stem, not a
+    word the line may use."""
+    broken = []
+    for word in dict.fromkeys(re.findall(r"(?<![\w-])[a-z]{3,}(?![\w'\u2019-])", sentence)):
+        whole = re.search(rf"(?<![\w-]){word}(?!-)", texts, re.IGNORECASE)  # a word, or one inflected (training)
+        if not whole and re.search(rf"\w-{word}\b|\b{word}-\w", texts, re.IGNORECASE):
+            broken.append(word)
+    return broken
+
+
 def _project_grounded(reply: ComposedReply, context: GateContext, config: ContentGateConfig) -> GateResult:
     by_theme = {p.theme: p for p in reversed(context.projects)}  # the first project of a theme
     problems = []
@@ -488,7 +503,10 @@ def _project_grounded(reply: ComposedReply, context: GateContext, config: Conten
         for sentence in reply_sentences([line.relevance]):
             score, missing, unknown = _project_support(sentence, project, context)
             lowest = min(lowest, score)
-            if score < config.min_support:
+            broken = _broken_words(sentence, f"{context.evidence.text} {project.description}")
+            if broken:
+                problems.append(f"{_quote(sentence)} uses parts of words, not words: {', '.join(broken)}")
+            elif score < config.min_support:
                 problems.append(f"{_quote(sentence)} (support {score:.2f}; in neither: {', '.join(missing[:6])})")
             elif unknown:
                 problems.append(f"{_quote(sentence)} names {', '.join(unknown)}, which neither text has")

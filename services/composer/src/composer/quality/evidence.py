@@ -85,7 +85,8 @@ class EvidenceIndex:
             self._vocabulary |= vocabulary_words(text)
             characters.update(text)
         self.characters = frozenset(characters)  # every character of the evidence, for the script check
-        self._normalized = " ".join(" ".join(self.sentences).lower().split())
+        self.text = " ".join(self.sentences)
+        self._normalized = " ".join(self.text.lower().split())
         self._supports: dict[str, Support] = {}
         self.memo: dict[object, object] = {}  # what other measures computed on this evidence (theme strengths)
 
@@ -178,7 +179,7 @@ class EvidenceIndex:
             " … ".join(evidence),
             missing,
             unknown,
-            tuple(conflicts(sentence, evidence)),
+            () if self.contains_verbatim(sentence) else tuple(conflicts(sentence, evidence)),
         )
 
 

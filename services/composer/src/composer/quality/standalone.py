@@ -74,6 +74,10 @@ def dangling_opener(sentence: str, before: Sequence[str]) -> str | None:
         return f"{match.group(1)} {match.group(2)}".strip()
     if not second or second in _VERBS:
         return None
+    if first in ("this", "that") and second.endswith("s") and not second.endswith("ss"):
+        return (
+            None  # a singular demonstrative before a word in -s: a verb ("This performs…"), said of the sentence before
+        )
     if terms(second) & terms(" ".join(before[-2:])):
         return None
     return f"{match.group(1)} {match.group(2)}"
