@@ -109,15 +109,14 @@ def _query(prometheus: str, expr: str) -> list[dict]:  # type: ignore[type-arg]
 
 
 def _run_jobs(stack: Stack) -> None:
-    """A good reply (and a 👍 on it), and a reply that fails the gates."""
+    """A good reply (and a 👍 on it), and a draft that fails the gates, answered by the extractive fallback."""
     for text in ("<https://arxiv.org/abs/2106.09685>", "<https://arxiv.org/abs/2106.09685> break-the-gates"):
         event = stack.message_event(text)
         assert stack.slack_request(event).status_code == 200
         [job] = stack.wait_jobs_done(event["event"]["ts"], 1)
-        if job["outcome"] == "success":
+        assert job["outcome"] == "success", job
+        if "break-the-gates" not in text:
             assert stack.slack_request(reaction_event(job["slack_message_ts"], "+1")).status_code == 200
-        else:
-            assert job["outcome"] == "gate_failed", job
 
 
 def _eval_summary() -> EvalSummary:

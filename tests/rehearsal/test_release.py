@@ -222,7 +222,8 @@ def test_prometheus_scrapes_what_the_servicemonitors_select_and_every_dashboard_
         good = post_link(rehearsal, f"<{ARXIV}>")
         assert good["outcome"] == "success", good
         assert rehearsal.ingest.slack_request(reaction_event(good["slack_message_ts"], "+1")).status_code == 200
-        assert post_link(rehearsal, f"<{ARXIV}> break-the-gates")["outcome"] == "gate_failed"
+        refused = post_link(rehearsal, f"<{ARXIV}> break-the-gates")  # answered by the extractive fallback
+        assert refused["outcome"] == "success" and "fallback" in refused["timings"], refused
         queries = [
             (panel["title"], target["expr"])
             for panel in json.loads(DASHBOARD.read_text())["panels"]

@@ -15,6 +15,7 @@ from composer.quality.evidence import EvidenceIndex
 from composer.quality.gates import GateConfig, parse_reply
 from composer.quality.themes import theme_strengths
 from composer.settings import ComposerSettings
+from technoshare_common.metrics import REPLY_FALLBACKS
 from technoshare_common.schemas import (
     Evidence,
     NoticeDelivery,
@@ -237,3 +238,34 @@ async def test_an_attempt_that_lost_the_job_stops_before_posting(llm: tuple[Scri
     with pytest.raises(DependencyUnavailable, match="newer attempt"):
         await composer_pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="extractive").run_job(JOB)
     assert services.posted == [] and llm[0].requests == []
+
+
+async def test_a_draft_the_gates_refuse_after_repair_is_answered_by_the_extractive_fallback(
+    llm: tuple[ScriptedLLM, str],
+) -> None:
+    services = ComposerServices(LORA)
+    job = JOB.model_copy(update={"slack_text": "LoRA again break-the-gates"})  # every draft uses **bold**
+    before = REPLY_FALLBACKS.labels("slack_formatting")._value.get()
+    result = await composer_pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="abstractive").run_job(job)
+    assert result.outcome == Outcome.success and result.compose_mode == "extractive_fallback", result.gates
+    assert result.repaired and [g.name for g in result.refused_gates] == ["slack_formatting"]
+    assert result.gate_failures == []
+    assert set(result.prompt_versions) == {"stage_a_extract_facts", "stage_b_compose_reply", "stage_b_select_sentences"}
+    [request] = services.posted
+    assert request.reply is not None
+    assert all(s in source_text(services.evidence) for s in request.reply.tldr + request.reply.summary)
+    assert REPLY_FALLBACKS.labels("slack_formatting")._value.get() == before + 1
+
+
+async def test_post_on_gate_failure_posts_the_refused_draft_instead_of_the_fallback(
+    llm: tuple[ScriptedLLM, str],
+) -> None:
+    services = ComposerServices(LORA)
+    job = JOB.model_copy(update={"slack_text": "LoRA again break-the-gates"})
+    composer = composer_pipeline(
+        services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="abstractive", POST_ON_GATE_FAILURE="true"
+    )
+    result = await composer.run_job(job)
+    assert result.outcome == Outcome.gate_failed and result.compose_mode == "abstractive"
+    [request] = services.posted
+    assert request.reply is not None and request.reply.tldr[0].startswith("**LoRA**")
