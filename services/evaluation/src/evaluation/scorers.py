@@ -88,6 +88,10 @@ def relevance(outputs: dict[str, Any], expectations: dict[str, Any]) -> Feedback
     reply = outputs.get("reply")
     themes = [project["theme"] for project in (reply or {}).get("projects", [])]
     expected = expectations["expected_theme"]
+    if expected is None:  # no project relates: the reply must say so rather than guess
+        if reply is not None and not themes:
+            return Feedback(value=True, rationale="no project relates, and the reply says so")
+        return Feedback(value=False, rationale=f"no project relates to this link; the reply names {themes}")
     if expected not in themes:
         return Feedback(value=False, rationale=f"expected {expected!r} among the project lines; they name {themes}")
     place = themes.index(expected) + 1

@@ -10,6 +10,7 @@ the same 0..1 scale, so a right theme that either measure sees is earned, and th
 the shared words on the project line.
 """
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -17,15 +18,19 @@ from functools import cache, lru_cache
 
 from composer.projects import Project
 from composer.quality.evidence import EvidenceIndex
+from composer.quality.semantic import lead_sentences, similarities
 from composer.quality.terms import compounds, names, terms
+from composer.quality.thresholds import SEMANTIC_MARGIN, SEMANTIC_OFFSET
 
 
 @dataclass(frozen=True)
 class ThemeStrength:
     theme: str
     project: str
-    score: float  # 0..1: the idf-weighted share of the project's terms the evidence carries, by salience
-    shared: tuple[str, ...]  # the evidence's own words for those terms, most salient first
+    score: float  # 0..1: the larger of the lexical strength and the semantic one
+    shared: tuple[str, ...]  # the evidence's own words for the project's terms, most salient first
+    lexical: float = 0.0  # the idf-weighted share of the project's terms the evidence carries, by salience
+    similarity: float | None = None  # cosine of the link's and the project's embeddings; None when not measured
 
 
 SALIENT_SENTENCES = 3  # a term counted in this many evidence sentences (or in the title) counts fully
@@ -47,11 +52,16 @@ def _describe(project: Project) -> _Described:
     return _Described(frozenset(described), frozenset((terms(project.theme) & described) | named), frozenset(named))
 
 
-def theme_strengths(index: EvidenceIndex, projects: list[Project]) -> list[ThemeStrength]:
+def theme_strengths(index: EvidenceIndex, projects: list[Project], semantic: bool = True) -> list[ThemeStrength]:
     """How strongly the evidence supports relating the link to each project, strongest first (ties by theme name,
-    then project name; never by the order of the file or of the schema's enum).
+    then project name; never by the order of the file or of the schema's enum): the larger of the lexical strength
+    below and the semantic one.
 
-    A project's score is the share of its description's terms (its theme's words included) that the evidence
+    The semantic strength is the cosine of the link's and the project's embeddings less SEMANTIC_OFFSET (what
+    unrelated texts score), for the projects within SEMANTIC_MARGIN of the most similar one, and 0 for the others:
+    meaning alone earns the project the link is most about, not every project it is loosely near.
+
+    The lexical strength is the share of its description's terms (its theme's words included) that the evidence
     carries, each weighted by how distinctive it is among the projects (idf) and by its salience in the evidence:
     the number of evidence sentences it is counted in, up to SALIENT_SENTENCES (a term of the title counts fully).
     A key term (a theme word, or a name the description gives, such as LoRA or Redis) is counted in every sentence
@@ -61,10 +71,25 @@ def theme_strengths(index: EvidenceIndex, projects: list[Project]) -> list[Theme
     that names them. Normalised by the project's own total weight (capped at 1), so a long description is not
     favoured and scores compare across projects.
     """
-    key = tuple(projects)
+    key = (tuple(projects), semantic)
     if key not in index.memo:
-        index.memo[key] = _theme_strengths(index, projects)
-    return list(index.memo[key])
+        lexical = _theme_strengths(index, projects)
+        index.memo[key] = _with_meaning(index, projects, lexical) if semantic else lexical
+    return list(index.memo[key])  # type: ignore[call-overload]
+
+
+def _with_meaning(index: EvidenceIndex, projects: list[Project], lexical: list[ThemeStrength]) -> list[ThemeStrength]:
+    similar = similarities(index.title, lead_sentences(index.sentences), projects)
+    if not similar:
+        return lexical
+    best = max(similar.values())
+    combined = []
+    for strength in lexical:
+        cosine = similar[strength.project]
+        meaning = cosine - SEMANTIC_OFFSET if cosine >= best - SEMANTIC_MARGIN else 0.0
+        score = round(max(strength.lexical, meaning, 0.0), 4)
+        combined.append(dataclasses.replace(strength, score=score, similarity=cosine))
+    return sorted(combined, key=lambda s: (-s.score, s.theme, s.project))
 
 
 def _theme_strengths(index: EvidenceIndex, projects: list[Project]) -> list[ThemeStrength]:
@@ -92,6 +117,7 @@ def _theme_strengths(index: EvidenceIndex, projects: list[Project]) -> list[Them
                 project=project.name,
                 score=round(min(1.0, sum(weights.values()) / total), 4),
                 shared=tuple(index.surface(t) for t in shared_terms),
+                lexical=round(min(1.0, sum(weights.values()) / total), 4),
             )
         )
     return sorted(strengths, key=lambda s: (-s.score, s.theme, s.project))
@@ -108,9 +134,11 @@ def projects_index(projects: tuple[Project, ...]) -> EvidenceIndex:
 RELATIVE_THEME_STRENGTH = 0.5
 
 
-def earned_themes(index: EvidenceIndex, projects: list[Project], floor: float) -> list[ThemeStrength]:
+def earned_themes(
+    index: EvidenceIndex, projects: list[Project], floor: float, semantic: bool = True
+) -> list[ThemeStrength]:
     """The themes a reply may name, strongest first: over the earned_relevance gate's floor and near the best."""
-    strengths = [t for t in theme_strengths(index, projects) if t.score >= floor]
+    strengths = [t for t in theme_strengths(index, projects, semantic) if t.score >= floor]
     if not strengths:
         return []
     return [t for t in strengths if t.score >= RELATIVE_THEME_STRENGTH * strengths[0].score]
