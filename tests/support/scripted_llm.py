@@ -7,6 +7,7 @@ real openai client. Markers in the Slack text steer it:
 - the extractive mode's selection is answered with its first candidates, in reverse order.
 - `break-the-gates` (anywhere, e.g. in a candidate prompt): every Stage B answer uses Markdown **bold**,
   which the slack_formatting gate refuses, repair or not.
+- the entailment judge finds every claim entailed, but those containing `contradicted` (set on the instance).
 
 Stage B answers with the LoRA reply below, or, for a link given a reply of its own (`replies`, by URL, e.g.
 `recorded_good_replies`), with that reply.
@@ -15,6 +16,7 @@ Stage B answers with the LoRA reply below, or, for a link given a reply of its o
 import asyncio
 import copy
 import json
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -83,6 +85,7 @@ class ScriptedLLM:
         self.replies = dict(replies or {})
         self.requests: list[dict[str, Any]] = []
         self.slow_seconds = 0.0
+        self.contradicted = ""  # the entailment judge finds claims containing this text contradicted
         self.lock = threading.Lock()
         self.app = self._build()
 
@@ -118,6 +121,16 @@ class ScriptedLLM:
                 numbers = body["response_format"]["json_schema"]["schema"]["properties"]["tldr"]
                 picks = numbers["items"]["enum"][: numbers["minItems"]]
                 return JSONResponse(_completion(body, json.dumps({"tldr": picks[::-1]})))
+            if name == "entailment_verdicts":
+                claims = re.findall(r"^(\d+)\. Claim: (.*)$", body["messages"][-1]["content"], re.M)
+                verdicts = [
+                    {
+                        "claim": int(n),
+                        "label": "contradicted" if self.contradicted and self.contradicted in c else "entailed",
+                    }
+                    for n, c in claims
+                ]
+                return JSONResponse(_completion(body, json.dumps({"verdicts": verdicts})))
             if name == "stage_b_reply":
                 schema = body["response_format"]["json_schema"]["schema"]
                 theme = schema["properties"]["projects"]["items"]["properties"]["theme"]["enum"][0]

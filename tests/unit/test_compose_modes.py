@@ -269,3 +269,33 @@ async def test_post_on_gate_failure_posts_the_refused_draft_instead_of_the_fallb
     assert result.outcome == Outcome.gate_failed and result.compose_mode == "abstractive"
     [request] = services.posted
     assert request.reply is not None and request.reply.tldr[0].startswith("**LoRA**")
+
+
+async def test_a_sentence_the_judge_finds_contradicted_fails_grounded_and_the_fallback_answers(
+    llm: tuple[ScriptedLLM, str],
+) -> None:
+    services = ComposerServices(LORA)
+    llm[0].contradicted = "ten thousand times"
+    settings = {"COMPOSE_MODE": "abstractive", "JUDGE_MODEL": "scripted", "JUDGE_SAMPLE_RATE": "1"}
+    result = await composer_pipeline(services, LLM_GATEWAY_URL=llm[1], **settings).run_job(JOB)
+    assert result.compose_mode == "extractive_fallback" and result.outcome == Outcome.success
+    [refused] = result.refused_gates
+    assert refused.name == "grounded" and "judge model" in refused.detail and "ten thousand" in refused.detail
+    judged = [r for r in llm[0].requests if r["response_format"]["json_schema"]["name"] == "entailment_verdicts"]
+    assert len(judged) == 2  # the draft and its repair
+    assert all(r["model"] == "scripted" for r in judged)
+
+
+async def test_the_judge_passes_an_entailed_draft_and_is_skipped_outside_its_sample(
+    llm: tuple[ScriptedLLM, str],
+) -> None:
+    services = ComposerServices(LORA)
+    settings = {"COMPOSE_MODE": "abstractive", "JUDGE_MODEL": "scripted", "JUDGE_SAMPLE_RATE": "1"}
+    result = await composer_pipeline(services, LLM_GATEWAY_URL=llm[1], **settings).run_job(JOB)
+    assert result.compose_mode == "abstractive" and result.outcome == Outcome.success, result.gate_failures
+    assert "entailment" in result.timings
+    llm[0].requests.clear()
+    settings["JUDGE_SAMPLE_RATE"] = "0"
+    result = await composer_pipeline(ComposerServices(LORA), LLM_GATEWAY_URL=llm[1], **settings).run_job(JOB)
+    assert "entailment" not in result.timings
+    assert not [r for r in llm[0].requests if "entailment" in json.dumps(r.get("response_format"))]

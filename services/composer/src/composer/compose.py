@@ -12,6 +12,7 @@ pinned evidence; composer.pipeline adds fetching, checkpoints' storage and posti
   `degraded`, not a silent retry (LLM_UNAVAILABLE_REPLY).
 """
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 import openai
 
 from composer.app_version import AppVersions, app_config
+from composer.entailment import EntailmentJudge, sampled
 from composer.extractive import (
     DEGRADED_NOTE,
     ExtractiveComposer,
@@ -35,6 +37,7 @@ from composer.prompts import PromptStore
 from composer.quality.content import GateContext
 from composer.quality.evidence import EvidenceIndex
 from composer.quality.gates import GateConfig, GateReport, run_gates
+from composer.quality.terms import reply_sentences
 from composer.quality.themes import ThemeStrength, earned_themes
 from composer.settings import ComposeMode, ComposerSettings, LLMUnavailableReply
 from composer.stage_a import SearchFunction, StageA, StageAOutput, StageError
@@ -43,6 +46,7 @@ from technoshare_common.metrics import STAGE_LATENCY, STAGE_RUNS
 from technoshare_common.schemas import (
     ComposeResult,
     Evidence,
+    GateResult,
     JobCheckpoints,
     Outcome,
     StageACheckpoint,
@@ -69,6 +73,7 @@ STAGE_SPANS = {
     "quality_gates": ("quality_gates.validate", "CHAIN"),
     "repair": ("stage_b.repair", "LLM"),
     "fallback": ("stage_b.extractive_fallback", "LLM"),
+    "entailment": ("quality_gates.entailment", "LLM"),
     "slack_post": ("slack.post_message", "UNKNOWN"),
 }
 
@@ -128,6 +133,7 @@ class ReplyComposer:
         self.stage_b = StageB(settings, llm, projects)
         self.gate_config = GateConfig.from_settings(settings, self.stage_b.themes)
         self.extractive = ExtractiveComposer(settings, llm, self.gate_config.content.max_similarity, projects)
+        self.judge = EntailmentJudge(llm, settings.judge_model) if settings.judge_model else None
 
     def prompt_versions(self) -> dict[str, str]:
         return {name: self.prompts.get(name).version for name in MODE_PROMPTS[self.mode]}
@@ -321,7 +327,7 @@ class ReplyComposer:
         result.usage += draft.usage
         result.models["stage_b"] = draft.model
 
-        report = await self._gate(result, draft.content, config, context)
+        report = await self._entailment(result, await self._gate(result, draft.content, config, context), context)
         for _ in range(self.settings.repair_attempts):
             if report.passed:
                 break
@@ -331,6 +337,7 @@ class ReplyComposer:
                 report = run_gates(draft.content, config, context)
             result.usage += draft.usage
             result.repaired = True
+            report = await self._entailment(result, report, context)
         if report.passed or self.settings.post_on_gate_failure:
             self._record(result, report, Outcome.success)
             return
@@ -340,6 +347,46 @@ class ReplyComposer:
         )
         result.refused_gates = report.failures
         await self._quoted(result, evidence, context.evidence, context, themes, mode=FALLBACK_MODE)
+
+    async def _entailment(self, result: ComposeResult, report: GateReport, context: GateContext) -> GateReport:
+        """On a sampled job with a judge model, a grounded draft's sentences are checked for entailment; one judged
+        contradicted fails grounded. A judge that fails is skipped: it never costs the job its reply."""
+        grounded = next((g for g in report.results if g.name == "grounded"), None)
+        if (
+            self.judge is None
+            or report.reply is None
+            or grounded is None
+            or not grounded.passed
+            or not sampled(result.job_id or result.url, self.settings.judge_sample_rate)
+        ):
+            return report
+        sentences = reply_sentences(report.reply.tldr) + reply_sentences(report.reply.summary)
+        try:
+            async with stage(result, "entailment") as span:
+                verdicts, usage = await self.judge.judge(sentences, context.evidence)
+                contradicted = [v for v in verdicts if v.label == "contradicted"]
+                span.set_attributes(
+                    {
+                        "judge_model": self.judge.model,
+                        "sentences": len(verdicts),
+                        "contradicted": len(contradicted),
+                        "verdicts": json.dumps([{"sentence": v.sentence, "label": v.label} for v in verdicts]),
+                    }
+                )
+        except (LLMUnavailable, openai.OpenAIError) as exc:
+            log.warning("the entailment judge failed; skipped", extra={"error": str(exc)[:300]})
+            return report
+        result.usage += usage
+        if contradicted:
+            listed = "; ".join(f'"{v.sentence[:90]}" (evidence: "{v.evidence[:120]}")' for v in contradicted[:4])
+            failed = GateResult(
+                name="grounded",
+                passed=False,
+                detail="a judge model finds these sentences contradicted by their evidence; say what the evidence "
+                "says: " + listed,
+            )
+            report.results = [failed if g.name == "grounded" else g for g in report.results]
+        return report
 
     @staticmethod
     def _record(result: ComposeResult, report: GateReport, passed: Outcome) -> None:

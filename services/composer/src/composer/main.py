@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from composer import content_gates
 from composer.app_version import AppVersions
 from composer.llm import LLMClient
 from composer.pipeline import Pipeline
 from composer.projects import load_projects
 from composer.prompts import PromptRegistry, PromptStore
+from composer.quality import content
 from composer.routers import jobs
 from composer.settings import ComposerSettings
 from composer.tracking import JobTracker
@@ -59,7 +59,7 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
         app.state.pipeline = pipeline
         tracker.start()
         prompts.warm_up()
-        await asyncio.to_thread(content_gates.warm_up, pipeline.composer.gate_config.content)
+        await asyncio.to_thread(content.warm_up, pipeline.composer.gate_config.content)
         pipeline.register_app_version()
         try:
             yield

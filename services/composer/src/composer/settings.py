@@ -102,6 +102,21 @@ class ComposerSettings(ServiceSettings):
     job_deadline_seconds: float = Field(540.0, gt=0, validation_alias="JOB_DEADLINE_SECONDS")
     llm_timeout_seconds: float = Field(240.0, gt=0, validation_alias="LLM_TIMEOUT_SECONDS")
 
+    judge_model: str = Field(
+        "",
+        validation_alias="JUDGE_MODEL",
+        description="A model that checks abstractive sentences for entailment by their best evidence passage "
+        "(composer/entailment.py); a sentence judged contradicted fails grounded. Empty: no judge.",
+    )
+    judge_sample_rate: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        validation_alias="JUDGE_SAMPLE_RATE",
+        description="The share of jobs whose abstractive draft the judge checks (by a hash of the job id, so a "
+        "retried job is judged the same way).",
+    )
+
     compose_mode: ComposeMode = Field(
         ComposeMode.auto,
         validation_alias="COMPOSE_MODE",
