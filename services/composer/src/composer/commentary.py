@@ -29,9 +29,10 @@ _PROPOSES = re.compile(
     re.IGNORECASE,
 )
 _IS_A = re.compile(r"\b(?:is|are)\s+(?:a|an|the|your)\b", re.IGNORECASE)
+# A result: a comparison ("outperforms", "10x faster") or a measured gain ("by 3 times", "40%").
 _RESULT = re.compile(
-    r"\b(?:outperform\w*|improv\w*|faster|slower|reduc\w*|speed\w*|achiev\w*|better|state-of-the-art|fewer|"
-    r"less|higher|lower|up to|times|x)\b|%",
+    r"\b(?:outperform\w*|improv\w*|faster|slower|speed-?ups?|reduc\w*|achiev\w*|state-of-the-art|fewer|"
+    r"better than|on-par|matches)\b|\d(?:[\d,.]*)\s*(?:%|x\b|\u00d7|times\b)",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"\d")
@@ -71,10 +72,14 @@ def lead_sentences(ranked: Sequence[str], index: EvidenceIndex, kind: str) -> li
 
 
 def _as_written(word: str, text: str) -> str | None:
-    """The whole word as the source writes it most often (LoRA, PyTorch, JAX); None when the source has it only
-    inside a longer word ("fine" of "fine-tuning")."""
+    """The whole word as the source writes it (LoRA, PyTorch, JAX): in lower case when the source ever writes it
+    so (a capital of a title or a sentence's start is no name), else its most frequent form; None when the source
+    has it only inside a longer word ("fine" of "fine-tuning")."""
     found = Counter(re.findall(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, flags=re.IGNORECASE))
-    return found.most_common(1)[0][0] if found else None
+    if not found:
+        return None
+    lower = [form for form in found if form.islower()]
+    return lower[0] if lower else found.most_common(1)[0][0]
 
 
 def _phrases(words: list[str], text: str) -> list[str]:

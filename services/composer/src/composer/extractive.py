@@ -41,8 +41,18 @@ from technoshare_common.text import count_sentences
 _WORD = re.compile(r"\w[\w'-]*")
 # Quotable prose has no links and no table, heading or emphasis debris (`*` would even turn bold in Slack).
 _NOT_PROSE = re.compile(r"https?://|www\.|[<>|`#*_=]|\.\.\.|[!?:;,]\.")
-# README boilerplate that points elsewhere instead of saying something ("See the docs to get started.").
-_POINTER = re.compile(r"^(?:see|read|check out|click|visit|follow|join|please|refer to)\b", re.IGNORECASE)
+# README boilerplate that points elsewhere instead of saying something ("See the docs to get started."), and
+# instructions, which say what to do rather than what the thing is ("Declare the body using…").
+_POINTER = re.compile(
+    r"^(?:see|read|check|click|visit|follow|join|please|refer|note|install|run|use|declare|convert|add|create|"
+    r"try|make|set|go|get|import|define|call|open|build|write|deploy|start|clone|download|configure|enable|"
+    r"imagine|now|let's|let us|if you|you can|you don't|you do)\b",
+    re.IGNORECASE,
+)
+# A pronoun among a sentence's first words refers to something said before it ("If it is in use, …").
+_EARLY_REFERENCE = re.compile(
+    r"^(?:\S+\s+){0,3}(?:it|its|they|them|their|this|these|those)\b(?!\s+(?:paper|post|work))"
+)
 TITLE_TERM_WEIGHT = 3  # ranks a sentence gains per term it shares with the title (the classic title feature)
 MIN_WORDS, MAX_WORDS = 6, 60
 
@@ -73,9 +83,10 @@ def quotable(sentence: str, listed: frozenset[str] = frozenset()) -> bool:
         MIN_WORDS <= words <= MAX_WORDS
         and (sentence[0].isupper() or sentence[0].isdigit())  # not a fragment cut mid-sentence
         and sentence[-1] in ".!?"
-        and count_sentences(sentence) == 1
+        and count_sentences(f"It begins. {sentence} It ends.") == 3  # one sentence, wherever the reply puts it
         and not _NOT_PROSE.search(sentence)
         and not _POINTER.match(sentence)
+        and not _EARLY_REFERENCE.match(sentence.lower())
         and not any(pattern.search(sentence) for pattern, _ in MARKUP_PATTERNS)
         and all("LATIN" in unicodedata.name(char, "") for char in sentence if char.isalpha())
         and standalone_problem(sentence, (), listed) is None
