@@ -34,6 +34,7 @@ bench: install .cache/litellm/.done
 	$(PY) benchmarks/tracking_overhead.py
 	$(PY) benchmarks/ingest_load.py
 	$(PY) benchmarks/pipeline_throughput.py
+	$(PY) benchmarks/quality_costs.py
 
 up: install model
 	$(PY) scripts/stack.py up

@@ -338,7 +338,7 @@ def test_the_thresholds_separate_the_labelled_good_and_bad_replies() -> None:
         assert failing(good)[0] == 0, rows[good]
     for bad_measure in (
         "lowest support per bad reply that must fail grounded",
-        "bad replies that must fail grounded, caught by agreement",
+        "bad replies that must fail grounded with supported words: disagreeing (1)",
         "projects minus evidence support, padding sentences",
         "theme strength, unearned themes of bad replies",
     ):

@@ -89,10 +89,11 @@ def grounding_report(
             invented_support += [index.support(s).score for s in invented]
             invented_total += len(invented)
             invented_caught += sum(1 for s in invented if not index.support(s).supported(min_support))
-            if any(sup.conflicts for sup in supports.values()):
-                disagreeing.append(1.0)  # caught by agreement: its words are the evidence's
-            else:
-                bad_lowest.append(min(sup.score for sup in supports.values()))
+            lowest = min(sup.score for sup in supports.values())
+            if lowest < min_support or any(sup.unknown_names for sup in supports.values()):
+                bad_lowest.append(lowest)
+            else:  # every word is the evidence's: only agreement can catch it
+                disagreeing.append(float(any(sup.conflicts for sup in supports.values())))
         if "no_repetition" in fails:
             bad_similar.append(max(pairs, default=0.0))
         if "no_padding" in fails:  # the padding sentences are an entry's invented ones (a copy of the TL;DR is not)
@@ -116,9 +117,9 @@ def grounding_report(
             sum(v > 0 for v in good_conflicts),
         ),
         _row(
-            "bad replies that must fail grounded, caught by agreement",
+            "bad replies that must fail grounded with supported words: disagreeing (1)",
             disagreeing,
-            len(disagreeing),
+            sum(v > 0 for v in disagreeing),
         ),
         _row("most similar sentence pair per good reply", good_similar, sum(v >= max_similarity for v in good_similar)),
         _row(

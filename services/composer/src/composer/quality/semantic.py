@@ -45,6 +45,10 @@ class SentenceEncoder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # composer serves several jobs at once: one core each
         options.inter_op_num_threads = 1
+        # Measured on this model: basic graph optimisation without the memory arena peaks lowest (about 220 MiB
+        # over the process) and runs fastest; the full optimisation with no arena peaks 90 MiB higher.
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.enable_cpu_mem_arena = False
         self._session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._tokenizer = BertWordPieceTokenizer(str(vocabulary), lowercase=True)
