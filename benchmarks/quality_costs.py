@@ -71,7 +71,7 @@ def main() -> None:
     lexical, meaning, gates = [], [], []
     config = GateConfig.from_settings(settings, [p.theme for p in projects])
     composer = ExtractiveComposer(settings, None, config.content.max_similarity, projects)
-    for example_id, ev in evidence.items():
+    for ev in evidence.values():
         lexical.append(cpu_ms(theme_strengths, EvidenceIndex.from_evidence(ev), projects, False))
         meaning.append(cpu_ms(theme_strengths, EvidenceIndex.from_evidence(ev), projects, True))
         index = EvidenceIndex.from_evidence(ev)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 
 from retrieval.main import build_app
 from retrieval.settings import RetrievalSettings
+from technoshare_common.schemas import UnreadableLink
 from tests.support.servers import free_port, serve_in_thread
 
 _INTERNAL = re.compile(r"\d{1,3}(\.\d{1,3}){3}|\[?[0-9a-f]*::|localhost|\.invalid|:\d{2,5}\b", re.I)
@@ -103,6 +104,7 @@ def test_an_unreadable_link_gets_a_422_with_its_kind_and_a_message_naming_no_add
     response = httpx.post(f"{retrieval}/v1/evidence", json={"url": url}, timeout=30)
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
+    assert UnreadableLink.model_validate(detail).kind.transient is transient  # the typed contract
     assert (detail["kind"], detail["transient"]) == (kind, transient)
     assert detail["message"].endswith(".") and not _INTERNAL.search(detail["message"]), detail["message"]
     assert detail["detail"]  # what operators need, addresses included, stays in the answer

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from composer.extractive import DEGRADED_NOTE, SHORT_SOURCE_NOTE, ExtractiveComposer, quotable, rank_sentences
+from composer.notices import unreadable_body, unreadable_notice
 from composer.pipeline import DependencyUnavailable
 from composer.projects import load_projects
 from composer.quality.evidence import EvidenceIndex
@@ -299,3 +300,15 @@ async def test_the_judge_passes_an_entailed_draft_and_is_skipped_outside_its_sam
     result = await composer_pipeline(ComposerServices(LORA), LLM_GATEWAY_URL=llm[1], **settings).run_job(JOB)
     assert "entailment" not in result.timings
     assert not [r for r in llm[0].requests if "entailment" in json.dumps(r.get("response_format"))]
+
+
+def test_a_422_that_is_not_retrievals_body_gets_the_generic_notice() -> None:
+    settings = ComposerSettings()
+    assert unreadable_body({"kind": "no-such-kind"}) is None and unreadable_body("<html>bad gateway</html>") is None
+    assert unreadable_notice(None, settings).text == "I could not summarise this link: it could not be read."
+    body = unreadable_body({"kind": "timeout", "message": "The site took too long.", "transient": True})
+    assert body is not None and body.kind.transient
+    assert (
+        unreadable_notice(body.kind, settings).text
+        == "I could not summarise this link: the site did not answer in time."
+    )

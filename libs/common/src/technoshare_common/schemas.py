@@ -264,6 +264,63 @@ class PostStatus(StrEnum):
     failed = "failed"
 
 
+class UnreadableKind(StrEnum):
+    """Why a link could not be read: retrieval's 422 `kind`, and composer's own `too_little_text`."""
+
+    not_found = "not_found"
+    http_status = "http_status"
+    server_error = "server_error"
+    rate_limited = "rate_limited"
+    timeout = "timeout"
+    unreachable = "unreachable"
+    dns = "dns"
+    blocked = "blocked"
+    content_type = "content_type"
+    too_large = "too_large"
+    redirects = "redirects"
+    parse = "parse"
+    unsupported = "unsupported"
+    too_little_text = "too_little_text"  # read, but with fewer than two sentences that could be quoted
+
+    @property
+    def transient(self) -> bool:
+        """The site may answer later: the job is retried, and only its final attempt gets the notice."""
+        return self in TRANSIENT_UNREADABLE
+
+
+TRANSIENT_UNREADABLE = frozenset(
+    {UnreadableKind.server_error, UnreadableKind.rate_limited, UnreadableKind.timeout, UnreadableKind.unreachable}
+)
+
+# The one wording of each kind: the thread's notice says "I could not summarise this link: <reason>.", and
+# retrieval's message defaults to "<Reason>." None names an address, a host or an internal URL.
+UNREADABLE_REASONS: dict[UnreadableKind, str] = {
+    UnreadableKind.not_found: "the page does not exist (HTTP 404 or 410)",
+    UnreadableKind.http_status: "the site refused to serve it",
+    UnreadableKind.server_error: "the site kept failing",
+    UnreadableKind.rate_limited: "the site kept turning the bot away (rate limited)",
+    UnreadableKind.timeout: "the site did not answer in time",
+    UnreadableKind.unreachable: "the site could not be reached",
+    UnreadableKind.dns: "its host name does not exist",
+    UnreadableKind.blocked: "it points to an address the bot may not read",
+    UnreadableKind.content_type: "it is not a page of text",
+    UnreadableKind.too_large: "the page is too large to read",
+    UnreadableKind.redirects: "it redirects too many times",
+    UnreadableKind.parse: "the site's answer could not be read",
+    UnreadableKind.unsupported: "it is not a kind of link that can be read",
+    UnreadableKind.too_little_text: "it has too little text to summarise",
+}
+
+
+class UnreadableLink(BaseModel):
+    """retrieval's 422 body (under FastAPI's `detail`): the link cannot be read."""
+
+    kind: UnreadableKind
+    message: str = Field(description="What happened, in words a thread reply may carry: it names no address.")
+    transient: bool = Field(description="The site may answer later (5xx, 429, a timeout, unreachable).")
+    detail: str = Field("", description="For operators; it may name addresses and hosts.")
+
+
 class NoticeDelivery(StrEnum):
     """How an unreadable link is answered: a thread reply, a reaction on the shared message, or not at all."""
 

@@ -31,7 +31,7 @@ from composer.extractive import (
     quotable_sentences,
 )
 from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
-from composer.notices import TOO_LITTLE_TEXT, unreadable_notice
+from composer.notices import unreadable_notice
 from composer.projects import Project
 from composer.prompts import PromptStore
 from composer.quality.content import GateContext
@@ -51,6 +51,7 @@ from technoshare_common.schemas import (
     Outcome,
     StageACheckpoint,
     StageBCheckpoint,
+    UnreadableKind,
 )
 from technoshare_common.slack_format import render_text
 from technoshare_common.tracing import tracer
@@ -199,7 +200,7 @@ class ReplyComposer:
         result.compose_mode = self.mode.value
         if len(quotable_sentences(index, self.gate_config.content.max_similarity)) < MIN_QUOTABLE:
             result.outcome = Outcome.unreadable
-            result.notice = unreadable_notice({"kind": TOO_LITTLE_TEXT}, self.settings)
+            result.notice = unreadable_notice(UnreadableKind.too_little_text, self.settings)
             result.text = result.notice.text
             return
         result.prompt_versions = self.prompt_versions()

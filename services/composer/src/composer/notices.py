@@ -1,35 +1,25 @@
-"""What the thread is told instead of a summary when a link cannot be read (UNREADABLE_LINK_REPLY)."""
+"""What the thread is told instead of a summary when a link cannot be read (UNREADABLE_LINK_REPLY).
+
+The wording is technoshare_common.schemas.UNREADABLE_REASONS, the one table retrieval's messages come from too;
+the notice never echoes retrieval's message or any address.
+"""
+
+from pydantic import ValidationError
 
 from composer.settings import ComposerSettings
-from technoshare_common.schemas import Notice
-
-TOO_LITTLE_TEXT = "too_little_text"
-
-# retrieval's 422 kinds for a link that cannot be read, and what the thread is told (retrieval's own message
-# names no address either; these keep the bot's wording in one place).
-UNREADABLE_REASONS = {
-    "not_found": "the page does not exist (HTTP 404 or 410)",
-    "http_status": "the site refused to serve it",
-    "dns": "its host name does not exist",
-    "blocked": "it points to an address the bot may not read",
-    "content_type": "it is not a page of text",
-    "too_large": "the page is too large to read",
-    "redirects": "it redirects too many times",
-    "parse": "the site's answer could not be read",
-    # transient: answered so only on the job's final attempt
-    "unreachable": "the site could not be reached",
-    "timeout": "the site did not answer in time",
-    "server_error": "the site kept failing",
-    "rate_limited": "the site kept turning the bot away (rate limited)",
-    # composer's own: read, but with fewer than two sentences that could be quoted
-    TOO_LITTLE_TEXT: "it has too little text to summarise",
-}
+from technoshare_common.schemas import UNREADABLE_REASONS, Notice, UnreadableKind, UnreadableLink
 
 
-def unreadable_notice(detail: object, settings: ComposerSettings) -> Notice:
-    """`detail`: retrieval's 422 body ({"kind": ...}); the wording never echoes its message or any address."""
-    kind = detail.get("kind") if isinstance(detail, dict) else None
-    reason = UNREADABLE_REASONS.get(str(kind), "it could not be read")
+def unreadable_body(detail: object) -> UnreadableLink | None:
+    """retrieval's 422 body, or None when it is not one (a proxy's page, a malformed answer)."""
+    try:
+        return UnreadableLink.model_validate(detail)
+    except ValidationError:
+        return None
+
+
+def unreadable_notice(kind: UnreadableKind | None, settings: ComposerSettings) -> Notice:
+    reason = UNREADABLE_REASONS[kind] if kind is not None else "it could not be read"
     return Notice(
         text=f"I could not summarise this link: {reason}.",
         delivery=settings.unreadable_link_reply,

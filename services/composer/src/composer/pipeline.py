@@ -17,7 +17,7 @@ from prometheus_client import Gauge
 from composer.app_version import AppVersions, app_config
 from composer.compose import ReplyComposer, stage
 from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
-from composer.notices import unreadable_notice
+from composer.notices import unreadable_body, unreadable_notice
 from composer.projects import Project
 from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
@@ -48,11 +48,6 @@ log = logging.getLogger(__name__)
 JOBS_IN_FLIGHT = Gauge(
     "technoshare_composer_jobs_in_flight", "Jobs and dry runs this composer is composing now (posting included)."
 )
-
-
-def _transient(detail: object) -> bool:
-    """A site that is down or slow for now (5xx, timeout, 429): the job is retried, not answered as dead."""
-    return isinstance(detail, dict) and bool(detail.get("transient"))
 
 
 class DependencyUnavailable(Exception):
@@ -230,12 +225,13 @@ class Pipeline:
                 except ServiceError as exc:
                     if exc.status_code != 422:
                         raise
-                    if _transient(exc.detail) and not final_attempt:
+                    unreadable = unreadable_body(exc.detail)
+                    if unreadable is not None and unreadable.transient and not final_attempt:
                         raise DependencyUnavailable(f"the linked site: {exc}") from exc
                     log.info("the link cannot be read", extra={"error": str(exc)[:300]})
                     result.outcome = Outcome.unreadable
                     result.error = str(exc)
-                    result.notice = unreadable_notice(exc.detail, self.settings)
+                    result.notice = unreadable_notice(unreadable.kind if unreadable else None, self.settings)
                     result.text = result.notice.text
                     span.set_attributes({"url": url, "unreadable": str(exc)[:300]})
                     return None

@@ -55,9 +55,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# mlflow.genai.evaluate scores 10 examples at once with 10 scorers each by default: up to 100 requests at once
+# against the tracking server, which hung the local one-worker MLflow on SQLite with 60 examples. The scorers
+# are this process's own CPU work (the judge aside), so two at a time loses nothing. Set either to override.
+EVALUATE_WORKERS = {"MLFLOW_GENAI_EVAL_MAX_WORKERS": "2", "MLFLOW_GENAI_EVAL_MAX_SCORER_WORKERS": "1"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `technoshare-eval` command (make eval, make promote, the chart's eval CronJob)."""
     args = parse_args(argv)
+    for name, value in EVALUATE_WORKERS.items():
+        os.environ.setdefault(name, value)
     if args.promote and args.baseline != "prod":
         print("--promote compares with prod: leave --baseline at prod", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from urllib.parse import urljoin
 import httpx
 
 from retrieval.settings import RetrievalSettings
+from technoshare_common.schemas import UNREADABLE_REASONS, UnreadableKind, UnreadableLink
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -59,39 +60,23 @@ TEXT_CONTENT_TYPES = frozenset(
 )
 
 
-# What a thread reply may say when the link cannot be read, by kind: no address, host or internal URL in it.
-PUBLIC_MESSAGES = {
-    "not_found": "The page does not exist.",
-    "http_status": "The site refused to serve the page.",
-    "server_error": "The site answered with an error of its own; it may be temporary.",
-    "rate_limited": "The site is limiting requests for now.",
-    "timeout": "The site took too long to answer.",
-    "unreachable": "The site could not be reached; it may be down for now.",
-    "dns": "The link's host name does not exist.",
-    "blocked": "The link points to a private or local network address, which is never read.",
-    "content_type": "The link is not a web page or a text document.",
-    "too_large": "The page is too large to read.",
-    "redirects": "The link redirects too many times.",
-    "parse": "The source answered with content that could not be read.",
-    "unsupported": "The link is not of a kind that can be read.",
-}
-# The site may answer later: a retry, not a "dead link" reply.
-TRANSIENT_KINDS = frozenset({"server_error", "rate_limited", "timeout", "unreachable"})
-
-
 class FetchError(Exception):
     """The link could not be read: `kind` says why (metrics, the job's outcome), `public` says it in words a
     thread reply can carry (naming no address), and the exception's own message keeps the details operators need."""
 
     def __init__(self, kind: str, message: str, status_code: int | None = None, *, public: str | None = None) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind = UnreadableKind(kind)
         self.status_code = status_code
-        self.public = public or PUBLIC_MESSAGES.get(kind, "The link could not be read.")
+        reason = UNREADABLE_REASONS[self.kind]
+        self.public = public or f"{reason[0].upper()}{reason[1:]}."
 
     @property
     def transient(self) -> bool:
-        return self.kind in TRANSIENT_KINDS
+        return self.kind.transient
+
+    def body(self) -> UnreadableLink:
+        return UnreadableLink(kind=self.kind, message=self.public, transient=self.transient, detail=str(self))
 
 
 def blocked_reason(ip: IPAddress) -> str | None:

@@ -15,11 +15,8 @@ def get_service(request: Request) -> RetrievalService:
 
 
 def _unprocessable(exc: FetchError) -> HTTPException:
-    """422: the link cannot be read. `message` may go into a thread reply (it names no address), `transient` says
-    the site may answer later (5xx, 429, timeout, unreachable), `detail` is for operators and may name addresses."""
-    return HTTPException(
-        422, detail={"kind": exc.kind, "message": exc.public, "transient": exc.transient, "detail": str(exc)}
-    )
+    """422 with an UnreadableLink as `detail`: the link cannot be read (technoshare_common.schemas)."""
+    return HTTPException(422, detail=exc.body().model_dump(mode="json"))
 
 
 @router.post("/evidence")
