@@ -12,6 +12,7 @@ pinned evidence; composer.pipeline adds fetching, checkpoints' storage and posti
   `degraded`, not a silent retry (LLM_UNAVAILABLE_REPLY).
 """
 
+import asyncio
 import json
 import logging
 import time
@@ -38,7 +39,7 @@ from composer.quality.content import GateContext
 from composer.quality.evidence import EvidenceIndex
 from composer.quality.gates import GateConfig, GateReport, run_gates
 from composer.quality.terms import reply_sentences
-from composer.quality.themes import ThemeStrength, earned_themes
+from composer.quality.themes import ThemeStrength, earned_themes, theme_strengths
 from composer.settings import ComposeMode, ComposerSettings, LLMUnavailableReply
 from composer.stage_a import SearchFunction, StageA, StageAOutput, StageError
 from composer.stage_b import StageB, StageBOutput
@@ -196,7 +197,10 @@ class ReplyComposer:
         saved = saved or JobCheckpoints()
         index = EvidenceIndex.from_evidence(evidence)
         context = GateContext(index, self.projects)
-        themes = earned_themes(index, self.projects, self.gate_config.content.min_theme_strength)
+        # Off the event loop: the embedding model takes about 70 ms of CPU (the gates reuse the strengths, memoised).
+        themes = await asyncio.to_thread(
+            earned_themes, index, self.projects, self.gate_config.content.min_theme_strength
+        )
         result.compose_mode = self.mode.value
         if len(quotable_sentences(index, self.gate_config.content.max_similarity)) < MIN_QUOTABLE:
             result.outcome = Outcome.unreadable
@@ -302,6 +306,7 @@ class ReplyComposer:
         if stage_a.extra_snippets:  # what Stage A read with its search tool is evidence too
             index = EvidenceIndex.from_evidence(evidence, [snippet.text for snippet in stage_a.extra_snippets])
             context = GateContext(index, context.projects)
+            await asyncio.to_thread(theme_strengths, index, context.projects)  # memoised for the gates, off the loop
         result.facts = stage_a.facts
         result.tool_calls = stage_a.tool_calls
         result.usage += stage_a.usage
