@@ -13,7 +13,7 @@ from composer.settings import ComposerSettings
 from evaluation.dataset import load_dataset
 from evaluation.negatives import NegativesReport, RecordedReply, check_recorded_replies, load_recorded_replies
 from evaluation.runner import EvalSummary, ExampleResult
-from evaluation.scorers import HARD_SCORERS, gate_contexts, relevance
+from evaluation.scorers import HARD_SCORERS, NO_PROJECT, gate_contexts, relevance
 
 
 @cache
@@ -96,3 +96,13 @@ def test_relevance_passes_when_the_expected_theme_is_among_the_project_lines(the
     reply = {"tldr": [], "summary": [], "projects": [{"theme": theme, "relevance": "r"} for theme in themes]}
     feedback = relevance(outputs={"reply": reply}, expectations={"expected_theme": "Generative media"})
     assert feedback.value is passed
+
+
+@pytest.mark.parametrize(("themes", "passed"), [([], True), (["Generative media"], False)])
+def test_relevance_of_a_link_no_project_relates_to_passes_only_when_the_reply_says_so(
+    themes: list[str], passed: bool
+) -> None:
+    reply = {"tldr": ["x"], "summary": ["y"], "projects": [{"theme": t, "relevance": "z"} for t in themes]}
+    feedback = relevance(outputs={"reply": reply}, expectations={"expected_theme": NO_PROJECT})
+    assert feedback.value is passed
+    assert relevance(outputs={"reply": None}, expectations={"expected_theme": NO_PROJECT}).value is False

@@ -28,7 +28,7 @@ from composer.quality.gates import GATE_NAMES
 from composer.settings import ComposerSettings
 from evaluation.dataset import EvalDataset, EvalExample
 from evaluation.negatives import NegativesReport
-from evaluation.scorers import HARD_SCORERS, STRUCTURAL_GATES, SentenceSupport, sentence_supports
+from evaluation.scorers import HARD_SCORERS, NO_PROJECT, STRUCTURAL_GATES, SentenceSupport, sentence_supports
 from technoshare_common.http import ServiceClient
 from technoshare_common.schemas import ComposeRequest, ComposeResult, Outcome
 
@@ -213,7 +213,10 @@ def evaluation_rows(examples: list[EvalExample], results: list[ComposeResult]) -
                 "error": result.error,
                 "gates": [gate.model_dump(mode="json") for gate in result.gates],
             },
-            "expectations": {"expected_theme": example.expected_theme, "evidence_text": example.evidence.text},
+            "expectations": {
+                "expected_theme": example.expected_theme or NO_PROJECT,  # MLflow refuses an expectation of None
+                "evidence_text": example.evidence.text,
+            },
         }
         for example, result in zip(examples, results, strict=True)
     ]

@@ -77,6 +77,9 @@ def hard_scorers(config: GateConfig, contexts: Mapping[str, GateContext]) -> lis
     return [*(gate(name) for name in config.gate_names), relevance]
 
 
+NO_PROJECT = "(no project)"  # the expectation of an example no project relates to
+
+
 @scorer(name="relevance")
 def relevance(outputs: dict[str, Any], expectations: dict[str, Any]) -> Feedback:
     """Passes when the expected project theme is among the reply's project lines, in any position.
@@ -88,7 +91,7 @@ def relevance(outputs: dict[str, Any], expectations: dict[str, Any]) -> Feedback
     reply = outputs.get("reply")
     themes = [project["theme"] for project in (reply or {}).get("projects", [])]
     expected = expectations["expected_theme"]
-    if expected is None:  # no project relates: the reply must say so rather than guess
+    if expected in (None, NO_PROJECT):  # no project relates: the reply must say so rather than guess
         if reply is not None and not themes:
             return Feedback(value=True, rationale="no project relates, and the reply says so")
         return Feedback(value=False, rationale=f"no project relates to this link; the reply names {themes}")
