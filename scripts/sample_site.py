@@ -166,6 +166,27 @@ def github_readme(owner: str, repo: str) -> Response:
     return Response(text, media_type="application/vnd.github.raw+json; charset=utf-8")
 
 
+# A page that tries to ping the whole channel through the bot: the mention as HTML entities, as raw text and
+# inside a link (tests/e2e/test_slack_to_thread.py). Written for the tests; no real page is copied.
+HOSTILE_PAGE = """<!doctype html><html><head><title>Scheduler release notes</title></head><body><article>
+<h1>Scheduler release notes</h1>
+<p>&lt;!channel&gt; The new scheduler balances work across every core of the machine.</p>
+<p>Ask <@U024BE7LH> and <#C024BE7LR|general> about the rollout of the scheduler to production.</p>
+<p>@here The scheduler cuts tail latency by half on busy machines with many short tasks.</p>
+<p>Read <a href="https://example.com/notes">&lt;!everyone&gt; the full notes</a> before upgrading the scheduler.</p>
+<p>The scheduler keeps a local queue per worker thread and steals work from other threads when idle.</p>
+<p>Tasks that block are moved to a separate pool so that they never stall the worker threads.</p>
+<p>Benchmarks show a throughput gain of forty percent on the standard web server workload.</p>
+<p>The old scheduler remains available behind a configuration flag for one more release.</p>
+<p>Work stealing keeps every worker thread busy while the queues of the other threads still hold tasks.</p>
+</article></body></html>"""
+
+
+@app.get("/hostile/mentions.html")
+def hostile_mentions() -> HTMLResponse:
+    return HTMLResponse(HOSTILE_PAGE)
+
+
 @app.get("/web/{name}.html")
 def web_page(name: str) -> HTMLResponse:
     path = SAMPLES / "web" / f"{name}.md"

@@ -1,5 +1,7 @@
 """Signed Slack events through all five services as processes, replies read back from a fake Slack."""
 
+import json
+import re
 import time
 
 import pytest
@@ -84,6 +86,23 @@ def test_a_draft_the_gates_refuse_is_answered_by_the_extractive_fallback(stack: 
     assert job["gate_failures"] == []
     [reply] = wait_until(lambda: stack.slack.replies_in(CHANNEL, ts), what="the fallback's reply")
     assert "LoRA" not in reply["text"] and "Flask" in reply["text"]
+
+
+LIVE_MENTION = re.compile(r"<[!@#]")
+
+
+def test_a_page_that_tries_to_ping_the_channel_is_answered_without_a_live_mention(stack: Stack) -> None:
+    # The sample site's hostile page carries <!channel>, <!here>, <!everyone>, <@U…> and <#C…> as HTML entities, as
+    # raw text and inside a link; retrieval unescapes the entities into the evidence.
+    event = stack.message_event(f"<{stack.samples_url}/hostile/mentions.html>")
+    ts = event["event"]["ts"]
+    stack.slack_request(event)
+    [job] = stack.wait_jobs_done(ts, 1)
+    assert job["outcome"] == "success", job
+    [reply] = wait_until(lambda: stack.slack.replies_in(CHANNEL, ts), what="the reply")
+    posted = json.dumps([reply.get("text"), reply.get("blocks")])
+    assert "scheduler" in posted.lower()  # the page was answered
+    assert not LIVE_MENTION.search(posted), posted
 
 
 def test_an_unreachable_link_is_retried_then_answered_with_a_short_notice(stack: Stack) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from composer.extractive import ExtractiveComposer
+from composer.extractive import ExtractiveComposer, quotable
 from composer.projects import load_projects
 from composer.quality import thresholds
 from composer.quality.content import CONTENT_GATES, ContentGateConfig, GateContext, _identifier, check_content
@@ -359,3 +359,21 @@ def test_indexing_a_long_evidence_and_checking_a_reply_is_fast() -> None:
     per_job = (time.process_time() - start) / 3
     assert len(long_evidence.text) > 35_000 and len(reply.tldr + reply.summary) + len(reply.projects) == 20
     assert per_job < 0.5, f"{per_job * 1000:.0f} ms of CPU"  # about 60 ms measured; generous for a loaded CI
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "<!channel> LoRA freezes the pre-trained model weights.",
+        "LoRA freezes the pre-trained weights, says <@U024BE7LH>.",
+        "See <#C024BE7LR|general> for LoRA.",
+        "@here LoRA freezes the pre-trained model weights.",
+        "LoRA freezes weights <https://evil.example|read more>.",
+    ],
+)
+def test_no_markup_refuses_slack_mentions_and_link_syntax(sentence: str) -> None:
+    reply = ComposedReply.model_validate(GOOD["arxiv-2106-09685"]["reply"])
+    reply = reply.model_copy(update={"tldr": [sentence, *reply.tldr[1:]]})
+    results = {g.name: g for g in check_content(reply, GateContext(index("arxiv-2106-09685"), PROJECTS), CONFIG)}
+    assert not results["no_markup"].passed
+    assert not quotable(sentence)

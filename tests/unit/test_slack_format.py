@@ -1,5 +1,7 @@
 """A reply's notes are shown under it, in Slack's text and blocks, without disturbing the three sections."""
 
+import json
+
 import pytest
 
 from technoshare_common import slack_format
@@ -45,3 +47,22 @@ def test_notes_are_in_the_final_context_block_with_the_source_link() -> None:
 def test_a_note_is_one_short_line(note: str) -> None:
     with pytest.raises(ValueError):
         _reply([note])
+
+
+def test_every_text_is_escaped_so_no_sentence_becomes_a_mention_or_a_link() -> None:
+    hostile = "Ping <!channel> & <@U024BE7LH> in <#C024BE7LR|general> via <https://evil.example|here>."
+    reply = ComposedReply(
+        tldr=[hostile],
+        summary=["A plain sentence."],
+        projects=[ProjectLink(theme="Backend services", relevance=hostile)],
+        notes=[hostile],
+    )
+    text = render_text(reply)
+    blocks = json.dumps(render_blocks(reply, "https://example.com/a>b|c"))
+    for rendered in (text, blocks):
+        assert (
+            "<!" not in rendered and "<@" not in rendered and "<#" not in rendered and "<https://evil" not in rendered
+        )
+    assert "Ping &lt;!channel&gt; &amp; &lt;@U024BE7LH&gt;" in text
+    assert text.startswith("*TL;DR*\n") and "_Ping &lt;!channel&gt;" in text  # the reply's own formatting stays
+    assert "<https://example.com/a%3Eb%7Cc>" in blocks

@@ -19,8 +19,15 @@ SLACK_SECTION_LIMIT = 3000  # characters per Block Kit section text
 _NOTE_LINE = re.compile(r"_(.+)_")
 
 
+def escape(text: str) -> str:
+    """Text as Slack mrkdwn shows it literally: `&`, `<` and `>` escaped, so no sentence (a model's, a quote of a
+    page, a note) can become a mention (`<!channel>`, `<@U…>`) or a link. The reply's own formatting is added
+    around the escaped text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _sentence(text: str) -> str:
-    return " ".join(text.split())
+    return escape(" ".join(text.split()))
 
 
 def project_line(theme: str, relevance: str) -> str:
@@ -81,7 +88,7 @@ def render_blocks(reply: ComposedReply, source_url: str, coverage: Coverage | No
             text = f"{title}\n{chunk}" if first else chunk
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
             first = False
-    source = f"Source: <{source_url}>"
+    source = f"Source: <{source_url.replace('<', '%3C').replace('>', '%3E').replace('|', '%7C')}>"
     if coverage is not None and coverage != Coverage.full:
         source += f" · coverage: {coverage.value.replace('_', ' ')}"
     blocks.append(context_block([*note_lines(reply), source]))

@@ -7,7 +7,8 @@ repair prompt: it names the offending sentences and says what to do instead.
 - grounded: every TL;DR and summary sentence is supported by one or two evidence sentences, and names no number
   or name that the evidence does not (composer.quality.evidence).
 - no_repetition: no two sentences of the reply are near-duplicates, and no sentence loops a phrase.
-- no_markup: no HTML, entities, code fences, JSON or bracket debris, Markdown links, broken URLs or glued words.
+- no_markup: no HTML, entities, Slack mentions or link syntax, code fences, JSON or bracket debris, Markdown links,
+  broken URLs or glued words.
 - language: the reply is in REPLY_LANGUAGE (py3langid) and every letter is in that language's script.
 - no_padding: the summary does not repeat the TL;DR, and no sentence is the team's project descriptions (the
   prompt's context) passed off as the link's content.
@@ -219,6 +220,7 @@ MARKUP_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(rf"&(?:#x?[0-9A-Fa-f]*;?|[A-Za-z][A-Za-z0-9]{{1,7}};|(?:{_ENTITY_NAMES})(?![A-Za-z]))", re.I),
         "HTML entities",
     ),
+    (re.compile(r"<[!@#][^>]*>|(?<![\w.])@(?:channel|here|everyone)\b", re.I), "Slack mentions"),
     (re.compile(r"```|~~~"), "code fences"),
     (re.compile(r"\[[^\]\n]*\]\(|\]\("), "Markdown links (write the words, not [text](url))"),
     (re.compile(r"\bhttps?//|\bhttps?:/(?!/)|\bhttps?://(?=\s|$|[)\]])|\bhttps?:\s|\b\w+<br\b", re.I), "broken URLs"),
