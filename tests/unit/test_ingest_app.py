@@ -130,3 +130,9 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read_whole(client: TestClie
     assert client.post("/slack/events", content=chunks()).status_code == 413
     assert cap < 64 * 16384
     assert client.post("/slack/events", content=b"{}").status_code == 401  # under the cap: on to the signature
+
+
+@pytest.mark.parametrize("timestamp", ["abc", "1.5", "-1", "1e9", "0x10"])
+def test_a_timestamp_that_is_not_a_number_is_a_401_not_a_server_error(client: TestClient, timestamp: str) -> None:
+    headers = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=" + "0" * 64}
+    assert client.post("/slack/events", content=b"{}", headers=headers).status_code == 401

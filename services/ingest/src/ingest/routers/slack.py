@@ -36,7 +36,9 @@ async def slack_events(
     verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
     timestamp = request.headers.get("x-slack-request-timestamp", "")
     signature = request.headers.get("x-slack-signature", "")
-    if not timestamp or not signature or not verifier.is_valid(body, timestamp, signature):
+    # slack_sdk's verifier raises on a timestamp that is not a number: that is a bad request, not a server error.
+    numeric = timestamp.isascii() and timestamp.isdigit()
+    if not numeric or not signature or not verifier.is_valid(body, timestamp, signature):
         SLACK_EVENTS.labels("bad_signature").inc()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="invalid Slack signature or stale timestamp")
     try:
