@@ -8,13 +8,32 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from technoshare_common.context import JOB_ID_HEADER, TRACEPARENT_HEADER
 from technoshare_common.logging import configure_logging
 from technoshare_common.metrics import RequestContextMiddleware, metrics_endpoint
 from technoshare_common.settings import ServiceSettings
 from technoshare_common.tracing import TracingMiddleware, tracer
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+INTERNAL_HEADERS = frozenset(h.lower().encode() for h in (JOB_ID_HEADER, TRACEPARENT_HEADER, "tracestate"))
+
+
+class InternalHeadersStripped:
+    """Drops the services' own context headers from requests to public paths."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") in self.paths:
+            headers = [(k, v) for k, v in scope.get("headers") or [] if k.lower() not in INTERNAL_HEADERS]
+            scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 log = logging.getLogger(__name__)
@@ -28,7 +47,10 @@ def create_app(
     readiness: dict[str, ReadinessCheck] | None = None,
     lifespan: Lifespan | None = None,
     readiness_timeout: float = 3.0,
+    public_paths: frozenset[str] = frozenset(),
 ) -> FastAPI:
+    """`public_paths`: routes that outsiders call (Slack): the headers that carry a job id or a trace context between
+    the services are dropped there, so no caller outside can bind a job's logs or graft spans onto its trace."""
     configure_logging(service, settings.log_level)
     checks = readiness or {}
 
@@ -55,6 +77,8 @@ def create_app(
     app.state.settings = settings
     app.add_middleware(TracingMiddleware, service=service, tracer=tracer)
     app.add_middleware(RequestContextMiddleware, service=service)
+    if public_paths:
+        app.add_middleware(InternalHeadersStripped, paths=public_paths)  # added last: it runs first
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -109,4 +109,5 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         routers=[slack.router, jobs.router],
         readiness={"job_store": job_store_ready, "dispatcher": dispatcher.check_health},
         lifespan=lifespan,
+        public_paths=slack.PUBLIC_PATHS,
     )

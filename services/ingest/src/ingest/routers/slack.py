@@ -23,6 +23,9 @@ router = APIRouter()
 SLACK_EVENTS = Counter("technoshare_slack_events_total", "Slack requests received, by what became of them.", ["result"])
 
 
+PUBLIC_PATHS = frozenset({"/slack/events"})  # called by Slack, not by the services: see create_app
+
+
 @router.post("/slack/events")
 async def slack_events(
     request: Request,
