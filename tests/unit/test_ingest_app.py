@@ -1,6 +1,8 @@
 """ingest's app: queue metrics read off the event loop, readiness that includes the dispatcher."""
 
 import asyncio
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -8,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from slack_sdk.signature import SignatureVerifier
 
 from ingest.main import build_app
 from ingest.slack_events import SharedLink
@@ -136,3 +139,18 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read_whole(client: TestClie
 def test_a_timestamp_that_is_not_a_number_is_a_401_not_a_server_error(client: TestClient, timestamp: str) -> None:
     headers = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=" + "0" * 64}
     assert client.post("/slack/events", content=b"{}", headers=headers).status_code == 401
+
+
+def test_a_message_with_a_link_no_job_can_hold_still_gets_its_other_links_answered(client: TestClient) -> None:
+    text = "<http://example.com:99999/x> <https://x.example/" + "a" * 3000 + "> <https://good.example/paper>"
+    event = {"type": "message", "channel": "C1", "ts": "5.0", "user": "U1", "text": text}
+    body = json.dumps({"type": "event_callback", "event_id": "Ev1", "event": event}).encode()
+    timestamp = str(int(time.time()))
+    signature = SignatureVerifier("s").generate_signature(timestamp=timestamp, body=body)
+    headers = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature}
+    before = samples(client).get("technoshare_links_refused_total", 0.0)
+    response = client.post("/slack/events", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    jobs = client.get("/v1/jobs", headers={"Authorization": "Bearer x"}).json()["jobs"]
+    assert [job["url"] for job in jobs] == ["https://good.example/paper"]
+    assert samples(client)["technoshare_links_refused_total"] == before + 2

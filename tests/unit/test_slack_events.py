@@ -1,6 +1,8 @@
 import pytest
+from pydantic import ValidationError
 
 from ingest.slack_events import extract_links, ignore_reason, shared_links
+from technoshare_common.schemas import JobRunRequest
 
 
 def test_links_in_slack_syntax_are_found_once_each_in_order() -> None:
@@ -12,7 +14,8 @@ def test_links_in_slack_syntax_are_found_once_each_in_order() -> None:
 
 def test_a_link_in_a_thread_is_answered_in_that_thread() -> None:
     event = {"type": "message", "channel": "C1", "ts": "2.0", "thread_ts": "1.0", "text": "<https://x.example>"}
-    [link] = shared_links(event, 5)
+    [link], refused = shared_links(event, 5)
+    assert not refused
     assert (link.message_ts, link.thread_ts, link.url) == ("2.0", "1.0", "https://x.example")
 
 
@@ -36,3 +39,16 @@ def test_what_is_not_a_job(event: dict[str, str], reason: str) -> None:
 def test_people_sharing_are_jobs(subtype: str | None) -> None:
     event = {"type": "message", "channel": "C1", "ts": "1.0", "text": "<https://x.example>", "subtype": subtype}
     assert ignore_reason(event, channel_filter=None) is None
+
+
+def test_a_link_that_can_never_be_a_job_is_skipped_and_the_links_after_it_are_kept() -> None:
+    long_link = "https://x.example/" + "a" * 3000
+    text = f"<http://example.com:99999/x> <{long_link}> <https://good.example/paper>"
+    event = {"type": "message", "channel": "C1", "ts": "1.0", "text": text}
+    links, refused = shared_links(event, 5)
+    assert [link.url for link in links] == ["https://good.example/paper"]
+    assert set(refused) == {"http://example.com:99999/x", long_link}
+    assert "longer than 2048 characters" in refused[long_link]
+    for url in refused:  # what composer's contract refuses too: no job could ever be handed over
+        with pytest.raises(ValidationError):
+            JobRunRequest(job_id="j", channel_id="C1", message_ts="1.0", thread_ts="1.0", url=url)

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, model_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
 
 
 class Coverage(StrEnum):
@@ -154,6 +154,22 @@ class ComposeRequest(BaseModel):
     )
 
 
+MAX_LINK_CHARS = 2048  # ingest's job store keeps a link in String(2048)
+_LINK = TypeAdapter(AnyHttpUrl)
+
+
+def link_problem(url: str) -> str | None:
+    """Why a shared link can never become a job (JobRunRequest would refuse it, or the store could not keep it);
+    None for a link that can. ingest checks it before it stores a job, so no job fails the same way forever."""
+    if len(url) > MAX_LINK_CHARS:
+        return f"longer than {MAX_LINK_CHARS} characters"
+    try:
+        _LINK.validate_python(url)
+    except ValidationError as exc:
+        return exc.errors()[0]["msg"]
+    return None
+
+
 class JobRunRequest(BaseModel):
     """ingest hands a durable job to composer; the same job may arrive again after a failure."""
 
@@ -161,7 +177,7 @@ class JobRunRequest(BaseModel):
     channel_id: str
     message_ts: str
     thread_ts: str
-    url: AnyHttpUrl
+    url: Annotated[AnyHttpUrl, Field(max_length=MAX_LINK_CHARS)]
     slack_text: str = ""
     attempt: int = 1
     final_attempt: bool = Field(

@@ -4,6 +4,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from technoshare_common.schemas import link_problem
+
 # Slack wraps links as <https://example.com> or <https://example.com|label>.
 _SLACK_LINK = re.compile(r"<(https?://[^>|\s]+)(?:\|[^>]*)?>")
 
@@ -29,6 +31,11 @@ def extract_links(text: str, limit: int) -> list[str]:
     return list(seen)[:limit]
 
 
+def refused_links(links: list[str]) -> dict[str, str]:
+    """The links that can never become a job, each with why (technoshare_common.schemas.link_problem)."""
+    return {url: problem for url in links if (problem := link_problem(url))}
+
+
 def ignore_reason(event: dict[str, Any], channel_filter: str | None) -> str | None:
     """Why an event is not a job, or None when it is one."""
     if event.get("type") != "message":
@@ -44,8 +51,12 @@ def ignore_reason(event: dict[str, Any], channel_filter: str | None) -> str | No
     return None
 
 
-def shared_links(event: dict[str, Any], limit: int) -> list[SharedLink]:
+def shared_links(event: dict[str, Any], limit: int) -> tuple[list[SharedLink], dict[str, str]]:
+    """The message's links that become jobs, and those refused with why: a malformed link is skipped, and the
+    links after it in the message are still answered."""
     text = event.get("text") or ""
     channel, ts = event["channel"], event["ts"]
     thread_ts = event.get("thread_ts") or ts
-    return [SharedLink(channel, ts, thread_ts, url, text) for url in extract_links(text, limit)]
+    links = extract_links(text, limit)
+    refused = refused_links(links)
+    return [SharedLink(channel, ts, thread_ts, url, text) for url in links if url not in refused], refused

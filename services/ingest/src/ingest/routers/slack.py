@@ -23,6 +23,10 @@ router = APIRouter()
 SLACK_EVENTS = Counter("technoshare_slack_events_total", "Slack requests received, by what became of them.", ["result"])
 
 
+LINKS_REFUSED = Counter(
+    "technoshare_links_refused_total",
+    "Shared links that can never become a job (malformed, a port out of range, over 2048 characters): skipped.",
+)
 PUBLIC_PATHS = frozenset({"/slack/events"})  # called by Slack, not by the services: see create_app
 
 
@@ -67,7 +71,10 @@ async def slack_events(
         log.info("event ignored", extra={"reason": reason, "event_id": payload.get("event_id")})
         return Response(status_code=status.HTTP_200_OK)
 
-    links = shared_links(event, settings.max_links_per_message)
+    links, refused = shared_links(event, settings.max_links_per_message)
+    for url, problem in refused.items():
+        LINKS_REFUSED.inc()
+        log.warning("link refused", extra={"url": url[:200], "reason": problem, "event_id": payload.get("event_id")})
     event_id = payload.get("event_id")
     created = 0
     for link in links:
