@@ -11,13 +11,30 @@ from composer.projects import load_projects
 from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
 from technoshare_common.http import ServiceError
-from technoshare_common.schemas import CheckpointSaved, Evidence, JobCheckpoints, PostStatus, ReplyRequest, ReplyResult
+from technoshare_common.schemas import (
+    CheckpointSaved,
+    Evidence,
+    JobCheckpoints,
+    PostStatus,
+    ReplyRequest,
+    ReplyResult,
+    SearchResponse,
+    Snippet,
+    Source,
+)
 
 
 class ComposerServices:
+    # What Stage A's search tool reads: another paper's sentences (QLoRA's), so a reply quoting them is visible.
+    SEARCHED = (
+        "Guanaco reaches 99.3% of the performance level of ChatGPT while only requiring 24 hours of finetuning on a "
+        "single GPU. QLoRA backpropagates gradients through a frozen, 4-bit quantized pretrained language model "
+        "into Low Rank Adapters."
+    )
+
     def __init__(self, evidence: Evidence, *, post_failures: int = 0, unreadable: dict[str, Any] | None = None) -> None:
         """`post_failures`: posts answered first with a retryable Slack failure; `unreadable`: retrieval's 422
-        detail for the link."""
+        detail for the link. The search tool answers with SEARCHED."""
         self.evidence = evidence
         self.post_failures = post_failures
         self.unreadable = unreadable
@@ -32,6 +49,11 @@ class ComposerServices:
             if self.unreadable is not None:
                 raise ServiceError("retrieval", f"HTTP 422: {self.unreadable}", 422, self.unreadable)
             return self.evidence
+        if path == "/v1/search":
+            url = "https://arxiv.org/abs/2305.14314"
+            return SearchResponse(
+                sources=[Source(url=url, title="QLoRA")], snippets=[Snippet(text=self.SEARCHED, source_url=url)]
+            )
         if path == "/v1/replies":
             assert isinstance(body, ReplyRequest)
             self.calls["poster"] += 1

@@ -4,10 +4,13 @@ retrieval, poster and ingest are the pipeline's ServiceClients, seen through a s
 what composer asks of them; the LLM is the scripted OpenAI-protocol upstream, reached by the real openai client.
 """
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
+from composer.commentary import project_line
 from composer.extractive import DEGRADED_NOTE, SHORT_SOURCE_NOTE, ExtractiveComposer, quotable, rank_sentences
 from composer.notices import unreadable_body, unreadable_notice
 from composer.pipeline import DependencyUnavailable
@@ -136,11 +139,15 @@ async def test_an_unreadable_link_gets_a_short_notice_once(delivery: NoticeDeliv
     assert (await composer.run_job(again)).outcome == Outcome.unreadable
 
 
-async def test_a_site_that_is_down_for_now_is_retried_not_answered_as_dead() -> None:
-    services = ComposerServices(
-        example_evidence("arxiv-2106-09685"),
-        unreadable={"kind": "server_error", "message": "the site failed", "transient": True},
-    )
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"kind": "server_error", "message": "the site failed", "transient": True},
+        {"kind": "paywall", "transient": True},  # a newer retrieval's kind, mid-rollout: still retried
+    ],
+)
+async def test_a_site_that_is_down_for_now_is_retried_not_answered_as_dead(detail: dict[str, object]) -> None:
+    services = ComposerServices(example_evidence("arxiv-2106-09685"), unreadable=detail)
     composer = composer_pipeline(services, LLM_GATEWAY_URL="http://127.0.0.1:9")
     with pytest.raises(DependencyUnavailable, match="linked site"):
         await composer.run_job(JOB)
@@ -245,7 +252,9 @@ async def test_a_draft_the_gates_refuse_after_repair_is_answered_by_the_extracti
     llm: tuple[ScriptedLLM, str],
 ) -> None:
     services = ComposerServices(LORA)
-    job = JOB.model_copy(update={"slack_text": "LoRA again break-the-gates"})  # every draft uses **bold**
+    # Every draft uses **bold**; Stage A searches, and what it reads is evidence for the draft, but the fallback
+    # quotes the link itself.
+    job = JOB.model_copy(update={"slack_text": "LoRA again break-the-gates use-search"})
     before = REPLY_FALLBACKS.labels("slack_formatting")._value.get()
     result = await composer_pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="abstractive").run_job(job)
     assert result.outcome == Outcome.success and result.compose_mode == "extractive_fallback", result.gates
@@ -256,6 +265,14 @@ async def test_a_draft_the_gates_refuse_after_repair_is_answered_by_the_extracti
     assert request.reply is not None
     assert all(s in source_text(services.evidence) for s in request.reply.tldr + request.reply.summary)
     assert REPLY_FALLBACKS.labels("slack_formatting")._value.get() == before + 1
+    assert result.tool_calls == 1
+
+
+async def test_a_dry_run_never_answers_with_the_fallback(llm: tuple[ScriptedLLM, str]) -> None:
+    composer = composer_pipeline(ComposerServices(LORA), LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="abstractive")
+    result = await composer.compose(str(JOB.url), "break-the-gates", LORA)  # what the evaluation runs
+    assert result.outcome == Outcome.gate_failed and result.compose_mode == "abstractive"
+    assert result.refused_gates == [] and "fallback" not in result.timings
 
 
 async def test_post_on_gate_failure_posts_the_refused_draft_instead_of_the_fallback(
@@ -312,3 +329,19 @@ def test_a_422_that_is_not_retrievals_body_gets_the_generic_notice() -> None:
         unreadable_notice(body.kind, settings).text
         == "I could not summarise this link: the site did not answer in time."
     )
+
+
+def test_a_project_line_about_a_title_with_markup_carries_words_only() -> None:
+    title = 'ollama/ollama: <img src="https://x.example/logo.png"> [Get up and running] {fast}'
+    index = EvidenceIndex(["A local model runner for laptops and servers alike."], title=title)
+    projects = load_projects(ComposerSettings().projects_file)
+    strength = dataclasses.replace(theme_strengths(index, projects)[0], shared=())  # related by meaning only
+    line = project_line(next(p for p in projects if p.name == strength.project), strength, index, "repository")
+    assert "is about ollama/ollama: Get up and running fast." in line and not any(c in line for c in "<>[]{}"), line
+
+
+def test_a_project_without_a_description_is_refused_when_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "projects.yaml"
+    path.write_text("projects:\n  - {name: Atlas, theme: LLM inference, description: ''}\n")
+    with pytest.raises(ValueError, match="every project needs a name, a theme and a description"):
+        load_projects(path)

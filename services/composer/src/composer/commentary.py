@@ -16,6 +16,7 @@ from composer.quality.evidence import EvidenceIndex
 from composer.quality.terms import terms
 from composer.quality.themes import ThemeStrength
 from technoshare_common.schemas import Evidence, ProjectLink
+from technoshare_common.text import prose_words, strip_markup
 
 MAX_PROJECT_LINES = 3
 SHOWN_TERM_CHARS = 4  # shorter shared words ("run", "api") say little on a project line
@@ -122,7 +123,7 @@ def description_clauses(project: Project) -> list[str]:
     """What the project does, as noun phrases of its description, in the team's voice made third person."""
     head, _, tail = project.description.partition(":")
     clauses = [head.strip(" ."), *_split_top_level(tail)]
-    return [re.sub(r"\b[Oo]ur\b", "the team's", c) for c in clauses if c]
+    return [re.sub(r"\b[Oo]ur\b", "the team's", c) for c in clauses if c] or [project.theme]
 
 
 def _lowercase_first(clause: str, text: str) -> str:
@@ -143,6 +144,12 @@ def _best_clause(project: Project, shared: set[str]) -> str:
     return best[2] if best[0] else clauses[0]
 
 
+def _plain_title(title: str) -> str:
+    """A title as words a sentence can carry: no markup, brackets or code (a README's title may hold HTML)."""
+    words = " ".join(re.sub(r"[\[\]{}<>|`*_#]", " ", strip_markup(title)).split()).strip(" :;,.-")
+    return words if prose_words(words) else "a related topic"
+
+
 def project_line(project: Project, strength: ThemeStrength, index: EvidenceIndex, kind: str) -> str:
     """One teammate's line: what the project does, and what in the source touches it (or what the source is about,
     when only the meaning relates them)."""
@@ -153,7 +160,7 @@ def project_line(project: Project, strength: ThemeStrength, index: EvidenceIndex
     clause = _lowercase_first(_best_clause(project, terms(" ".join(words))), f"{project.description} {text}")
     if words:
         return f"{project.name} works on {clause}; this {kind} covers {_listing(words)}."
-    return f"{project.name} works on {clause}; this {kind} is about {index.title or 'a related topic'}."
+    return f"{project.name} works on {clause}; this {kind} is about {_plain_title(index.title)}."
 
 
 def project_lines(

@@ -62,8 +62,10 @@ log = logging.getLogger(__name__)
 STAGE_A_PROMPT = "stage_a_extract_facts"
 STAGE_B_PROMPT = "stage_b_compose_reply"
 SELECT_PROMPT = "stage_b_select_sentences"
+# What a live job may also use: the abstractive mode's extractive fallback picks its TL;DR with this prompt.
+FALLBACK_PROMPTS = {ComposeMode.abstractive: (SELECT_PROMPT,), ComposeMode.extractive: ()}
 MODE_PROMPTS = {
-    ComposeMode.abstractive: (STAGE_A_PROMPT, STAGE_B_PROMPT, SELECT_PROMPT),  # the last for the fallback
+    ComposeMode.abstractive: (STAGE_A_PROMPT, STAGE_B_PROMPT),
     ComposeMode.extractive: (SELECT_PROMPT,),
 }
 
@@ -138,7 +140,9 @@ class ReplyComposer:
         self.judge = EntailmentJudge(llm, settings.judge_model) if settings.judge_model else None
 
     def prompt_versions(self) -> dict[str, str]:
-        return {name: self.prompts.get(name).version for name in MODE_PROMPTS[self.mode]}
+        """The mode's prompts and its fallback's: both are part of the job's app version."""
+        names = MODE_PROMPTS[self.mode] + FALLBACK_PROMPTS[self.mode]
+        return {name: self.prompts.get(name).version for name in names}
 
     def register_app_version(self) -> None:
         """Registers the configuration the next jobs will run with, so their traces link from the first job."""
@@ -164,8 +168,9 @@ class ReplyComposer:
         return params
 
     async def compose_evidence(self, url: str, slack_text: str, evidence: Evidence) -> ComposeResult:
-        """A dry run on given evidence, with no service but the LLM: what the evaluation suite runs. It never
-        degrades: a suite that scored the quoted reply while the model was down would pass without the model."""
+        """A dry run on given evidence, with no service but the LLM: what the evaluation suite runs. It never answers
+        with a substitute (the degraded reply, the extractive fallback): a suite that scored the quoted reply would
+        pass a model that is down or a prompt whose drafts all fail."""
         result = ComposeResult(url=url, outcome=Outcome.error)
         start = time.perf_counter()
         try:
@@ -193,7 +198,8 @@ class ReplyComposer:
         degrade: bool = True,
     ) -> None:
         """Fills `result` with the gated reply and its outcome. An unavailable LLM gets the degraded reply, unless
-        LLM_UNAVAILABLE_REPLY=retry and another attempt will follow: then LLMUnavailable is raised."""
+        LLM_UNAVAILABLE_REPLY=retry and another attempt will follow: then LLMUnavailable is raised. `degrade`: a live
+        job may answer with a substitute (the degraded reply, the extractive fallback); a dry run never does."""
         saved = saved or JobCheckpoints()
         index = EvidenceIndex.from_evidence(evidence)
         context = GateContext(index, self.projects)
@@ -215,7 +221,7 @@ class ReplyComposer:
             if self.mode == ComposeMode.extractive:
                 await self._quoted(result, evidence, index, context, themes)
             else:
-                await self._abstractive(result, evidence, slack_text, context, themes, saved, checkpoint)
+                await self._abstractive(result, evidence, slack_text, context, themes, saved, checkpoint, degrade)
         except (LLMUnavailable, openai.RateLimitError) as exc:
             retry = self.settings.llm_unavailable_reply == LLMUnavailableReply.retry and not final_attempt
             if not _llm_unavailable(exc) or retry or not degrade:
@@ -252,7 +258,9 @@ class ReplyComposer:
         span_stage = "fallback" if mode == FALLBACK_MODE else "stage_b"
         async with stage(result, span_stage) as span:
             prompt = None if degraded else self.prompts.get(SELECT_PROMPT)
-            draft = await self.extractive.compose(prompt, evidence, index, themes)
+            # The fallback answers a refused draft: a model that fails its pick now leaves the pick to the ranking.
+            optional = mode == FALLBACK_MODE
+            draft = await self.extractive.compose(prompt, evidence, index, themes, model_optional=optional)
             span.set_attributes({"compose_mode": mode, "selection": draft.selection, "model": draft.model or ""})
             if result.refused_gates:
                 span.set_attribute("refused_gates", [g.name for g in result.refused_gates])
@@ -284,7 +292,9 @@ class ReplyComposer:
         themes: Sequence[ThemeStrength],
         saved: JobCheckpoints,
         checkpoint: Checkpoint,
+        fallback: bool = True,
     ) -> None:
+        link_context = context  # the link's own evidence: what the fallback quotes, never a searched page
         prompt_a = self.prompts.get(STAGE_A_PROMPT)
         prompt_b = self.prompts.get(STAGE_B_PROMPT)
         if saved.stage_a is not None:
@@ -344,7 +354,7 @@ class ReplyComposer:
             result.usage += draft.usage
             result.repaired = True
             report = await self._entailment(result, report, context)
-        if report.passed or self.settings.post_on_gate_failure:
+        if report.passed or self.settings.post_on_gate_failure or not fallback:
             self._record(result, report, Outcome.success)
             return
         log.info(
@@ -352,7 +362,7 @@ class ReplyComposer:
             extra={"failures": [g.name for g in report.failures]},
         )
         result.refused_gates = report.failures
-        await self._quoted(result, evidence, context.evidence, context, themes, mode=FALLBACK_MODE)
+        await self._quoted(result, evidence, link_context.evidence, link_context, themes, mode=FALLBACK_MODE)
 
     async def _entailment(self, result: ComposeResult, report: GateReport, context: GateContext) -> GateReport:
         """On a sampled job with a judge model, a grounded draft's sentences are checked for entailment; one judged

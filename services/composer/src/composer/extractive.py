@@ -24,7 +24,7 @@ from sumy.summarizers.lex_rank import LexRankSummarizer
 from sumy.utils import get_stop_words
 
 from composer.commentary import lead_sentences, project_lines, source_kind
-from composer.llm import LLMClient, parse_json_object
+from composer.llm import LLMClient, LLMUnavailable, parse_json_object
 from composer.output_schemas import response_format
 from composer.projects import Project
 from composer.prompts import PromptTemplate
@@ -180,8 +180,10 @@ class ExtractiveComposer:
         evidence: Evidence,
         index: EvidenceIndex,
         themes: Sequence[ThemeStrength],
+        model_optional: bool = False,
     ) -> ExtractiveDraft:
-        """With a prompt and a model, the model picks the TL;DR among the best candidates; without, the ranking does."""
+        """With a prompt and a model, the model picks the TL;DR among the best candidates; without, the ranking does.
+        `model_optional`: an LLM that is unavailable or fails leaves the pick to the ranking instead of raising."""
         ranked = await asyncio.to_thread(self.plan, index)  # LexRank is pure Python: seconds on a long page
         kind = source_kind(evidence)
         draft = ExtractiveDraft(ComposedReply(tldr=[], summary=[], projects=[]))
@@ -191,7 +193,12 @@ class ExtractiveComposer:
         count = min(tldr_count - len(lead), len(shown))
         picked: list[str] = []
         if prompt is not None and self.llm is not None and count:
-            picked = await self._pick(prompt, evidence, shown, count, draft)
+            try:
+                picked = await self._pick(prompt, evidence, shown, count, draft)
+            except (LLMUnavailable, openai.APIError):
+                if not model_optional:
+                    raise
+                picked = []
         if len(picked) < count:
             picked += [s for s in shown if s not in picked][: count - len(picked)]
         elif count:

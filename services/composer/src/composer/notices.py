@@ -18,6 +18,12 @@ def unreadable_body(detail: object) -> UnreadableLink | None:
         return None
 
 
+def transient(detail: object) -> bool:
+    """Whether the site may answer later. Read from the flag alone, so a retrieval newer than this composer (a
+    kind this one does not know, during a rolling update) still gets its retries."""
+    return isinstance(detail, dict) and detail.get("transient") is True
+
+
 def unreadable_notice(kind: UnreadableKind | None, settings: ComposerSettings) -> Notice:
     reason = UNREADABLE_REASONS[kind] if kind is not None else "it could not be read"
     return Notice(

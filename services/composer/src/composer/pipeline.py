@@ -17,7 +17,7 @@ from prometheus_client import Gauge
 from composer.app_version import AppVersions, app_config
 from composer.compose import ReplyComposer, stage
 from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
-from composer.notices import unreadable_body, unreadable_notice
+from composer.notices import transient, unreadable_body, unreadable_notice
 from composer.projects import Project
 from composer.prompts import PromptStore
 from composer.settings import ComposerSettings
@@ -226,7 +226,7 @@ class Pipeline:
                     if exc.status_code != 422:
                         raise
                     unreadable = unreadable_body(exc.detail)
-                    if unreadable is not None and unreadable.transient and not final_attempt:
+                    if transient(exc.detail) and not final_attempt:
                         raise DependencyUnavailable(f"the linked site: {exc}") from exc
                     log.info("the link cannot be read", extra={"error": str(exc)[:300]})
                     result.outcome = Outcome.unreadable

@@ -22,6 +22,9 @@ def load_projects(path: Path) -> list[Project]:
     ]
     if not projects:
         raise ValueError(f"{path} lists no projects")
+    vague = [p.name or "(unnamed)" for p in projects if not (p.name and p.theme and p.description)]
+    if vague:
+        raise ValueError(f"{path}: every project needs a name, a theme and a description; these lack one: {vague}")
     return projects
 
 
