@@ -19,11 +19,14 @@ from collections.abc import Iterator, Sequence
 from composer.quality.terms import normalize_numbers, term
 
 NEGATIONS = frozenset({"not", "no", "never", "without", "cannot", "none", "nor", "neither", "nothing", "nobody"})
-NEGATION_SCOPE = 4  # content words after a negation that it negates ("no additional inference latency")
-MIN_FLIPPED = 2  # one flipped word is as often a different clause as a contradiction
+MIN_FLIPPED = 2  # one flipped word is as often a different clause as a contradiction ("X, not Y")
 MIN_MISPLACED = 2  # a number's clause shares this many words with another number's clause, and none with its own
 NOT_NEGATIONS = (("not", "only"), ("no", "matter"))  # "not only fast but also…" negates nothing
+NARROW_NEGATIONS = frozenset({("no", "need"), ("not", "need"), ("no", "longer")})  # deny the need, not the deed
 
+NEGATION_REACH = 3  # content words after a negation, within its clause, that it negates
+SUBJECT_REACH = 2  # before a negated predicate ("inference latency does not increase"): said neither way
+PREDICATE_NEGATIONS = frozenset({"not", "never", "cannot"})  # "no" and "without" negate what follows only
 _CLAUSE = re.compile(r"[,;:.!?()\u2013\u2014]|\s-\s|\bbut\b|\bwhile\b|\bwhereas\b")
 _TOKEN = re.compile(r"\d+(?:\.\d+)?(?:[a-zA-Z%\u00d7]{1,2})?|[^\W\d_]+(?:['\u2019][a-z]+)?|[\u00d7%]")
 _NUMBER_CLAUSE = re.compile(r"[;:()]|,(?!\d)|\band\b|\bwhile\b|\bwhereas\b|\bbut\b")
@@ -49,7 +52,6 @@ UNITS = {
     "hours": "hours",
     "days": "days",
     "k": "thousand",
-    "m": "million",
     "b": "billion",
     "million": "million",
     "billion": "billion",
@@ -73,7 +75,7 @@ OPPOSITES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("improve improves improved", "degrade degrades degraded hurt hurts worsen worsens"),
         ("longer", "shorter"),
         ("cheaper", "costlier"),
-        ("before", "after"),
+        ("rose rise rises risen grew grow grows", "fell fall falls fallen dropped drop drops declined"),
         ("easier simpler", "harder"),
     )
 )
@@ -98,22 +100,26 @@ def _negation(words: list[str], position: int) -> bool:
 
 
 def polarities(text: str) -> tuple[set[str], set[str]]:
-    """The text's content terms said negated ("no additional latency"), and those said plainly."""
+    """The content terms a negation covers (the NEGATION_REACH content words after it, within its clause: "no
+    additional inference latency"), and the terms said plainly. The subject of a negated predicate ("inference
+    latency does not increase") is neither: the sentence does not deny it, and does not affirm it either."""
     negated: set[str] = set()
     affirmed: set[str] = set()
     for words in _clauses(text):
-        scope = 0
-        for position, word in enumerate(words):
-            if _negation(words, position):
-                scope = NEGATION_SCOPE
-                continue
-            stem = term(word)
-            if stem is None:
-                continue
-            if scope:
+        stems = [(position, stem) for position, word in enumerate(words) if (stem := term(word)) is not None]
+        cues = [position for position in range(len(words)) if _negation(words, position)]
+        covered: set[int] = set()
+        subjects: set[int] = set()
+        for cue in cues:
+            if words[cue] in PREDICATE_NEGATIONS or words[cue].endswith(("n't", "n\u2019t")):
+                subjects.update([p for p, _ in stems if p < cue][-SUBJECT_REACH:])
+            following = words[cue + 1] if cue + 1 < len(words) else ""
+            reach = 1 if (words[cue], following) in NARROW_NEGATIONS else NEGATION_REACH
+            covered.update([p for p, _ in stems if p > cue][:reach])
+        for position, stem in stems:
+            if position in covered:
                 negated.add(stem)
-                scope -= 1
-            else:
+            elif position not in subjects:
                 affirmed.add(stem)
     return negated, affirmed
 
@@ -174,14 +180,35 @@ def _number_conflicts(sentence: str, evidence: str) -> Iterator[str]:
             yield f"{value} is said of other things in the evidence ({', '.join(sorted(context & others)[:3])})"
 
 
+COMPARED_REACH = 2  # the content words after a comparative (or before it, at a clause's end) are what it compares
+
+
+def _comparisons(text: str) -> list[tuple[str, frozenset[str]]]:
+    """Each comparative word of a text with the content terms it is said of ("fewer trainable parameters")."""
+    found = []
+    for words in _clauses(text):
+        for position, word in enumerate(words):
+            if not any(word in side for pair in OPPOSITES for side in pair):
+                continue
+            after = [t for w in words[position + 1 :] if (t := term(w)) is not None][:COMPARED_REACH]
+            before = [t for w in words[:position] if (t := term(w)) is not None][-COMPARED_REACH:]
+            found.append((word, frozenset(after or before)))
+    return found
+
+
 def _comparative_conflicts(sentence: str, evidence: str) -> Iterator[str]:
-    ours = set(_words(sentence))
-    theirs = set(_words(evidence))
-    for a, b in OPPOSITES:
-        for mine, other in ((a, b), (b, a)):
-            said = ours & mine
-            if said and not theirs & mine and theirs & other:
-                yield f"{sorted(said)[0]!r} where the evidence says {sorted(theirs & other)[0]!r}"
+    """A comparative of the sentence whose opposite the evidence says of the same thing, and which the evidence
+    never says of it ("more trainable parameters" against "fewer trainable parameters")."""
+    theirs = _comparisons(evidence)
+    for word, compared in _comparisons(sentence):
+        for a, b in OPPOSITES:
+            if word not in a and word not in b:
+                continue
+            same, other = (a, b) if word in a else (b, a)
+            agreeing = [t for w, t in theirs if w in same and t & compared]
+            opposing = [w for w, t in theirs if w in other and t & compared]
+            if opposing and not agreeing:
+                yield f"{word!r} where the evidence says {opposing[0]!r}"
 
 
 def conflicts(sentence: str, evidence: Sequence[str]) -> Iterator[str]:

@@ -15,23 +15,43 @@ from composer.quality.terms import terms
 
 _POINTER = re.compile(
     r"\b(?:(?:see|shown|listed|described|illustrated|given|as|explained|discussed)\s+(?:below|above)"
-    r"|(?:below|above)\s*[.:]?$|^(?:below|above)\b"
+    r"|^(?:below|above)\b"
     r"|(?:example|figure|table|code|list|diagram|snippet|section|command)s?\s+(?:above|below)"
     r"|(?:this|the following|the next|the previous|the figure|the table|the diagram)\s+"
     r"(?:figure|table|diagram|chart|plot|graph|image|screenshot|listing|snippet|code|example|section|list)"
     r"|(?:figure|fig\.|table|section|eq\.|equation|listing)\s*\d"
-    r"|the following\b|as follows\b|^here is|^here are|^here's)",
+    r"|^here is|^here are|^here's)",
     re.IGNORECASE,
 )
 _ETC = re.compile(r"\betc\.?\)|\(e\.g\.?,?\s*\w+\)$")
-DEMONSTRATIVES = frozenset({"this", "these", "those", "that", "such"})
+DEMONSTRATIVES = frozenset({"this", "these", "those", "such"})  # not "that": "That said, …" opens on its own
+# Nouns that name what the sentence before said ("This approach", "These models"): fine after a sentence.
+GENERIC_REFERENTS = frozenset(
+    (
+        *("approach", "method", "methods", "design", "technique", "model", "models", "system", "tool", "tools"),
+        *("library", "framework", "change", "changes", "update", "updates", "feature", "features", "version"),
+        *("idea", "result", "results", "step", "steps", "way", "process", "setup", "option", "options"),
+    )
+)
 PRONOUNS = frozenset({"it", "its", "they", "their", "them", "he", "she", "his", "her"})
 # Openers that continue the sentence before them: fine after it, dangling at the head of a section.
 CONNECTIVES = frozenset(
     (
         *("finally", "thus", "however", "also", "then", "next", "therefore", "hence", "instead", "otherwise"),
         *("similarly", "additionally", "moreover", "furthermore", "so", "but", "and", "or", "again", "still"),
+        *("meanwhile", "consequently", "another", "likewise", "accordingly", "both", "besides", "nevertheless"),
     )
+)
+# Openers of more than one word that lean on what came before ("As a result, …", "The former …").
+_CONTINUATION = re.compile(
+    r"^(?:as a result|in particular|as mentioned|as noted|as discussed|in addition|on the other hand|for example|"
+    r"for instance|the former|the latter|the above|the same|in this case|in that case|to do so|here we|in turn)\b",
+    re.IGNORECASE,
+)
+_FINITE = re.compile(
+    r"\b(?:is|are|was|were|has|have|had|can|could|will|would|does|do|did|may|might|must|should|supports?|"
+    r"provides?|lets|makes|uses|runs|keeps|adds|gives)\b",
+    re.IGNORECASE,
 )
 # After a demonstrative, a verb (not a noun) means it refers to the whole previous sentence ("This makes…").
 _VERBS = frozenset(
@@ -49,7 +69,7 @@ SELF_REFERENCES = frozenset(
         *("guide", "page", "blog", "document", "tutorial", "release", "book", "study", "survey"),
     )
 )
-_OPENER = re.compile(r"^[\"'\u201c(]*([A-Za-z]+)\W*\s*([A-Za-z-]*)")
+_OPENER = re.compile(r"^[\"'\u201c(]*([A-Za-z]+)(?=[\s,;])[\s,;]*([A-Za-z-]*)")
 
 
 def pointer(sentence: str) -> str | None:
@@ -60,6 +80,9 @@ def pointer(sentence: str) -> str | None:
 
 def dangling_opener(sentence: str, before: Sequence[str]) -> str | None:
     """The opening pronoun or demonstrative whose antecedent the sentences before it in the reply lack."""
+    continuation = _CONTINUATION.match(sentence)
+    if continuation:
+        return continuation.group() if not before else None
     match = _OPENER.match(sentence)
     if not match:
         return None
@@ -72,7 +95,7 @@ def dangling_opener(sentence: str, before: Sequence[str]) -> str | None:
         return None
     if not before:
         return f"{match.group(1)} {match.group(2)}".strip()
-    if not second or second in _VERBS:
+    if not second or second in _VERBS or second in GENERIC_REFERENTS:
         return None
     if first in ("this", "that") and second.endswith("s") and not second.endswith("ss"):
         return (
@@ -89,7 +112,9 @@ def fragment(sentence: str, listed: frozenset[str] = frozenset()) -> str | None:
     stripped = sentence.rstrip()
     if stripped.endswith(":"):
         return "ends with a colon"
-    if sentence in listed:
+    # A listed sentence with a subject and its verb ("Ruff is 10 to 100 times faster…") is a sentence; one that
+    # opens with its verb ("Runs and installs tools…") is an item of its list.
+    if sentence in listed and not _FINITE.search(sentence.split(" ", 1)[-1]):
         return "is a list item of the source"
     if _ETC.search(stripped):
         return "is a list fragment"
