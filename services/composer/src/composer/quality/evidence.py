@@ -33,6 +33,8 @@ from composer.quality.terms import (
 from technoshare_common.schemas import Evidence
 from technoshare_common.text import evidence_sentences, prose_words
 
+LEAD_SENTENCES = 8  # of the body: the link's opening, for what it is about (composer.quality.semantic)
+
 
 @dataclass(frozen=True)
 class Support:
@@ -62,6 +64,8 @@ class EvidenceIndex:
         self.sentences: list[str] = list(dict.fromkeys(sentences))
         self.title = " ".join(title.split())
         self.listed = frozenset(listed)
+        # The body's first prose sentences (no authors, metadata or list items): what the link is about.
+        self.lead: list[str] = [s for s in self.sentences if s != self.title and s not in self.listed][:LEAD_SENTENCES]
         self.title_terms = frozenset(terms(title))
         self._terms: list[frozenset[str]] = []
         self._postings: dict[str, list[int]] = {}
@@ -106,13 +110,18 @@ class EvidenceIndex:
         if title and prose_words(title) >= 1:
             sentences.append(title)
         listed = []
+        lead: list[str] = []
         for text in [*head[1:], *bodies, *extra]:
             for sentence in evidence_sentences(text):
                 sentences.append(sentence.text)
                 if sentence.listed:
                     listed.append(sentence.text)
+                elif text in bodies and len(lead) < LEAD_SENTENCES:
+                    lead.append(sentence.text)
         vocabulary = [*head, *bodies, *extra, evidence.url, evidence.final_url]
-        return cls(sentences, vocabulary_texts=vocabulary, title=evidence.title, listed=listed)
+        index = cls(sentences, vocabulary_texts=vocabulary, title=evidence.title, listed=listed)
+        index.lead = lead
+        return index
 
     def surface(self, stem: str) -> str:
         """The evidence's most frequent word for a term (ties: the first seen)."""

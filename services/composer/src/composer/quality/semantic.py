@@ -96,13 +96,15 @@ MIN_LEAD_WORDS = 6  # shorter "sentences" are headings, names and menu entries
 
 
 def lead_sentences(sentences: Sequence[str]) -> list[str]:
-    """The link's leading prose sentences, the title excluded (an index's first sentence is its title)."""
-    return [s for s in sentences[1:] if len(s.split()) >= MIN_LEAD_WORDS][:LEAD_SENTENCES]
+    """The link's leading prose sentences (the evidence index's `lead`), long enough to say something."""
+    return [s for s in sentences if len(s.split()) >= MIN_LEAD_WORDS][:LEAD_SENTENCES]
 
 
 def link_embedding(title: str, sentences: Sequence[str]) -> np.ndarray:
     """The link as the mean of its title's and leading sentences' embeddings, unit length."""
     texts = [t for t in (title, *sentences[:LEAD_SENTENCES]) if t.strip()]
+    if not texts:
+        return np.zeros(384, dtype=np.float32)  # nothing to place: similar to nothing
     vectors = encoder().encode(texts)
     mean = vectors.mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)

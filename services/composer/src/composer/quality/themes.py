@@ -21,6 +21,7 @@ from composer.quality.evidence import EvidenceIndex
 from composer.quality.semantic import lead_sentences, similarities
 from composer.quality.terms import compounds, names, terms
 from composer.quality.thresholds import SEMANTIC_MARGIN, SEMANTIC_OFFSET
+from technoshare_common.text import strip_markup
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def theme_strengths(index: EvidenceIndex, projects: list[Project], semantic: boo
 
 
 def _with_meaning(index: EvidenceIndex, projects: list[Project], lexical: list[ThemeStrength]) -> list[ThemeStrength]:
-    similar = similarities(index.title, lead_sentences(index.sentences), projects)
+    similar = similarities(strip_markup(index.title), lead_sentences(index.lead), projects)
     if not similar:
         return lexical
     best = max(similar.values())
