@@ -130,6 +130,8 @@ def _lowercase_first(clause: str, text: str) -> str:
     """A description's clause opens a sentence; inside a line it keeps its capital only for a name (Kubernetes,
     Python: words the texts never write in lower case, or capitalise mid-sentence)."""
     first = clause.split(" ", 1)[0]
+    if first.lower() in ("the", "a", "an"):
+        return first.lower() + clause[len(first) :]
     common = re.search(rf"\b{re.escape(first.lower())}\b", text)
     named = re.search(rf"[a-z,] {re.escape(first)}\b", text)
     if first[1:].islower() and common and not named:

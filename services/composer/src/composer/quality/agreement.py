@@ -10,7 +10,7 @@ support the sentence best (composer.quality.evidence):
 - comparatives: the sentence says "more" where the evidence says "fewer", "faster" where it says "slower".
 
 Hand-written rules over the sentence's own words: a model could judge entailment better (a configured judge model
-does, composer.quality.judge), but these run on every sentence of every reply for free, with no model at all.
+does, composer.entailment), but these run on every sentence of every reply for free, with no model at all.
 """
 
 import re
