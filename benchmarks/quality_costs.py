@@ -37,7 +37,7 @@ from composer.quality.evidence import EvidenceIndex  # noqa: E402
 from composer.quality.gates import GateConfig, run_gates  # noqa: E402
 from composer.quality.themes import earned_themes, theme_strengths  # noqa: E402
 from composer.settings import ComposerSettings  # noqa: E402
-from technoshare_common.schemas import Evidence  # noqa: E402
+from technoshare_common.schemas import ComposeResult, Evidence, Outcome  # noqa: E402
 from tests.support.scripted_llm import ScriptedLLM  # noqa: E402
 
 DATASET = ROOT / "data" / "eval_dataset.json"
@@ -96,9 +96,11 @@ def main() -> None:
         )
 
         async def compose_all() -> list[tuple[str, str, str]]:
+            """As a live job composes (a dry run never falls back)."""
             out = []
             for e in examples:
-                result = await composer_abstractive.compose_evidence(e["url"], e["slack_text"], evidence[e["id"]])
+                result = ComposeResult(url=e["url"], outcome=Outcome.error)
+                await composer_abstractive.compose(result, evidence[e["id"]], e["slack_text"])
                 refused = result.refused_gates[0].name if result.refused_gates else "-"
                 out.append((result.outcome.value, result.compose_mode or "-", refused))
             return out
