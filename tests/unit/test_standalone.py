@@ -57,6 +57,7 @@ def test_a_sentence_that_needs_its_context_is_refused(sentence: str, before: lis
         "The above results hold for every model size.",
         "Here we describe the design of the scheduler.",
         "If it is in use, the byte holds the lower bits of the hash.",
+        "For a more complete example including more features, see the Tutorial - User Guide.",
     ],
 )
 def test_the_extractive_mode_never_quotes_a_sentence_that_leans_on_another(sentence: str) -> None:

@@ -53,6 +53,7 @@ _POINTER = re.compile(
 _EARLY_REFERENCE = re.compile(
     r"^(?:\S+\s+){0,3}(?:it|its|they|them|their|this|these|those)\b(?!\s+(?:paper|post|work))"
 )
+_SEE_ELSEWHERE = re.compile(r"\bsee (?:the|our|its|their)\b", re.IGNORECASE)  # ", see the section Benchmarks."
 TITLE_TERM_WEIGHT = 3  # ranks a sentence gains per term it shares with the title (the classic title feature)
 MIN_WORDS, MAX_WORDS = 6, 60
 
@@ -87,6 +88,7 @@ def quotable(sentence: str, listed: frozenset[str] = frozenset()) -> bool:
         and not _NOT_PROSE.search(sentence)
         and not _POINTER.match(sentence)
         and not _EARLY_REFERENCE.match(sentence.lower())
+        and not _SEE_ELSEWHERE.search(sentence)
         and not any(pattern.search(sentence) for pattern, _ in MARKUP_PATTERNS)
         and all("LATIN" in unicodedata.name(char, "") for char in sentence if char.isalpha())
         and standalone_problem(sentence, (), listed) is None

@@ -163,6 +163,8 @@ def markdown_sections(markdown: str) -> list[Section]:
             clean.append(("heading", markdown_inline(raw)))
         elif not _links_only(raw):
             text = markdown_inline(raw)
+            if kind == "item":  # still marked: a list item quoted alone is a fragment (technoshare_common.text)
+                text = f"- {text}"
             clean.append(("paragraph", without_lead_in(text) if kind == "lead-in" else text))
     return group_sections(clean)
 
