@@ -3,6 +3,7 @@
 import json
 import re
 import time
+from typing import Any
 
 import pytest
 
@@ -74,17 +75,23 @@ def test_two_links_in_one_message_become_two_jobs_and_two_replies(stack: Stack) 
     wait_until(lambda: len(stack.slack.replies_in(CHANNEL, ts)) == 2, what="two replies")
 
 
-def test_a_draft_the_gates_refuse_is_answered_by_the_extractive_fallback(stack: Stack) -> None:
-    # The scripted model writes about LoRA whatever the link: for Flask's README that is invented content, refused
-    # by the gates even after its repair. The link is still answered once, with the extractive reply.
-    event = stack.message_event(f"<{GITHUB}|flask>")
+def answered(stack: Stack, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A message's one job, ended `success`, and the one reply in its thread."""
+    event = stack.message_event(text)
     ts = event["event"]["ts"]
     stack.slack_request(event)
     [job] = stack.wait_jobs_done(ts, 1)
     assert job["outcome"] == "success", job
+    [reply] = wait_until(lambda: stack.slack.replies_in(CHANNEL, ts), what="the reply")
+    return job, reply
+
+
+def test_a_draft_the_gates_refuse_is_answered_by_the_extractive_fallback(stack: Stack) -> None:
+    # The scripted model writes about LoRA whatever the link: for Flask's README that is invented content, refused
+    # by the gates even after its repair. The link is still answered once, with the extractive reply.
+    job, reply = answered(stack, f"<{GITHUB}|flask>")
     assert "repair" in job["timings"] and "fallback" in job["timings"], job["timings"]
     assert job["gate_failures"] == []
-    [reply] = wait_until(lambda: stack.slack.replies_in(CHANNEL, ts), what="the fallback's reply")
     assert "LoRA" not in reply["text"] and "Flask" in reply["text"]
 
 
@@ -94,12 +101,7 @@ LIVE_MENTION = re.compile(r"<[!@#]")
 def test_a_page_that_tries_to_ping_the_channel_is_answered_without_a_live_mention(stack: Stack) -> None:
     # The sample site's hostile page carries <!channel>, <!here>, <!everyone>, <@U…> and <#C…> as HTML entities, as
     # raw text and inside a link; retrieval unescapes the entities into the evidence.
-    event = stack.message_event(f"<{stack.samples_url}/hostile/mentions.html>")
-    ts = event["event"]["ts"]
-    stack.slack_request(event)
-    [job] = stack.wait_jobs_done(ts, 1)
-    assert job["outcome"] == "success", job
-    [reply] = wait_until(lambda: stack.slack.replies_in(CHANNEL, ts), what="the reply")
+    _, reply = answered(stack, f"<{stack.samples_url}/hostile/mentions.html>")
     posted = json.dumps([reply.get("text"), reply.get("blocks")])
     assert "scheduler" in posted.lower()  # the page was answered
     assert not LIVE_MENTION.search(posted), posted
