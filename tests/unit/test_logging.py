@@ -47,3 +47,14 @@ def test_at_info_access_lines_are_written_as_json_with_the_service(capsys: pytes
 
     (line,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert line["logger"] == "uvicorn.access" and "/slack/events" in line["message"] and line["service"] == "ingest"
+
+
+def test_query_strings_are_redacted_from_every_logged_url(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("ingest", "INFO")
+    link = "https://x.example/report.pdf?X-Amz-Signature=abc123&token=s3cr3t"
+    logging.getLogger("ingest").info(f"job accepted for {link}", extra={"url": link, "attempt": 2})
+
+    (line,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert "s3cr3t" not in json.dumps(line) and "abc123" not in json.dumps(line)
+    assert line["url"] == "https://x.example/report.pdf?[redacted]" and line["attempt"] == 2
+    assert line["message"] == "job accepted for https://x.example/report.pdf?[redacted]"

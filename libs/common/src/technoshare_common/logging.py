@@ -1,7 +1,9 @@
 """JSON logs on stdout, each line carrying the service name and the current job id."""
 
 import logging
+import re
 import sys
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -19,12 +21,27 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# A link's query string may carry a token or a signed URL's signature: logs keep the link, not the query.
+_QUERY = re.compile(r"(https?://[^\s?#\"'<>|]+)\?[^\s#\"'<>|]*")
+
+
+def redact_queries(text: str) -> str:
+    return _QUERY.sub(r"\1?[redacted]", text)
+
+
+class _RedactingFormatter(JsonFormatter):
+    """JSON lines whose string values carry no URL query string."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: redact_queries(value) if isinstance(value, str) else value for key, value in log_data.items()}
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Route the root logger (and uvicorn's) through one JSON handler."""
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_ContextFilter(service))
     handler.setFormatter(
-        JsonFormatter(
+        _RedactingFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(job_id)s",
             rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
         )
