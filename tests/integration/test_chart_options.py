@@ -199,3 +199,15 @@ def _pod_spec(document: dict[str, Any]) -> dict[str, Any]:
     if document["kind"] == "CronJob":
         spec = spec["jobTemplate"]["spec"]
     return spec["template"]["spec"]
+
+
+def test_no_disruption_budget_blocks_a_drain_at_one_replica() -> None:
+    def budgets(*args: str) -> set[str]:
+        return {d["metadata"]["name"] for d in render(*args) if d["kind"] == "PodDisruptionBudget"}
+
+    assert "t-technoshare-poster" in budgets("--set", "poster.replicas=2")
+    assert "t-technoshare-poster" not in budgets("--set", "poster.replicas=1")
+    assert "t-technoshare-composer" in budgets()  # scaled by its HPA from 2 pods
+    assert "t-technoshare-composer" not in budgets("--set", "composer.autoscaling.minReplicas=1")
+    assert "t-technoshare-poster" in budgets("--set", "poster.replicas=1", "--set", "poster.pdb.minAvailable=0")
+    assert "t-technoshare-poster" in budgets("--set", "poster.replicas=1", "--set", "poster.pdb.minAvailable=50%")
