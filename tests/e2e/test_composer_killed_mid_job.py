@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 def test_job_survives_a_composer_kill_and_is_answered_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # However long composer takes to come back on a busy machine, the job must not run out of attempts meanwhile.
-    with Stack(tmp_path, env={"JOB_MAX_ATTEMPTS": "30", "JOB_RETRY_MAX_SECONDS": "2"}) as stack:
+    with Stack(tmp_path, env={"JOB_RETRY_WINDOW_SECONDS": "600", "JOB_RETRY_MAX_SECONDS": "2"}) as stack:
         stack.llm.slow_seconds = 3.0
         event = stack.message_event("slow-please <https://arxiv.org/abs/2106.09685>")
         ts = event["event"]["ts"]

@@ -33,7 +33,7 @@ def test_a_rolling_restart_of_ingest_then_composer_delays_no_job_and_answers_eac
         "INGEST_URL": ingest_proxy.url,
         "COMPOSER_URL": composer_proxy.url,
         "DISPATCH_CONCURRENCY": "16",  # the 1 s each job spends in Stage B is not what limits the flow
-        "JOB_MAX_ATTEMPTS": "20",
+        "JOB_RETRY_WINDOW_SECONDS": "600",
         "JOB_RETRY_MAX_SECONDS": "2",
         # A job an old ingest kept instead of giving it back would wait 60 to 90 s for its lease: over the limit.
         "JOB_LEASE_SECONDS": "90",

@@ -156,7 +156,9 @@ def test_every_service_has_probes_metrics_and_service_auth(stack: Stack) -> None
     import httpx
 
     for name, service in stack.services.items():
-        assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}, name
+        health = httpx.get(f"{service.url}/healthz").json()
+        assert health["status"] == "ok", name
+        assert all(peer["up"] is not False for peer in health["dependencies"].values()), (name, health)
         ready = httpx.get(f"{service.url}/readyz")
         assert ready.status_code == 200 and ready.json()["ready"], (name, ready.text)
         metrics = httpx.get(f"{service.url}/metrics").text

@@ -16,7 +16,7 @@ from llm_gateway.main import build_app
 from llm_gateway.providers import adapt_request
 from llm_gateway.settings import GatewaySettings
 from tests.support.openai_upstream import ANSWER, OPENAI_USAGE, OpenAIUpstream
-from tests.support.servers import serve_in_thread
+from tests.support.servers import serve_in_thread, wait_until
 
 SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": True}}
 GPT_4O_MINI_COST = 0.0003369  # OPENAI_USAGE at gpt-4o-mini prices, by hand (see the unit tests)
@@ -396,3 +396,17 @@ async def test_composer_treats_a_spent_budget_as_the_jobs_outcome_not_a_retry(st
     assert not isinstance(refused.value, LLMUnavailable) and refused.value.code == "budget_exceeded"
     assert first.usage.unpriced_calls == 1 and first.usage.cost_usd == 0.0
     assert usage_from({"prompt_tokens": 1, "cost_usd": 0.5}).unpriced_calls == 0
+
+
+def test_an_upstream_down_leaves_the_gateway_ready_and_shows_in_its_health() -> None:
+    """Were it unready, every gateway pod would leave its Service, and composer lose even the fallback upstreams."""
+    with serve_in_thread(build_app(gateway_settings("http://127.0.0.1:9"))) as url:
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 200, ready.text
+
+        def upstreams() -> dict[str, Any] | None:
+            found: dict[str, Any] = httpx.get(f"{url}/healthz").json()["dependencies"]
+            return found if found and all(v["up"] is not None for v in found.values()) else None
+
+        checked = wait_until(upstreams, 15, 0.05, "the upstream's first check")
+        assert list(checked) == ["upstream:default"] and checked["upstream:default"]["up"] is False

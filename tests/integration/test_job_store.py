@@ -240,3 +240,17 @@ def test_a_stale_attempt_cannot_save_checkpoints(store: JobStore) -> None:
     assert store.complete(current, ComposeResult(job_id=job_id, url=current.url, outcome=Outcome.success))
     with pytest.raises(StaleAttempt):  # the job is done: no attempt holds it any more
         store.save_checkpoints(job_id, evidence.model_copy(update={"attempt": current.claim}))
+
+
+def test_a_job_past_its_claim_cap_is_never_claimed_and_ends_with_why(store: JobStore) -> None:
+    job_id, _ = store.enqueue(_link(), "Ev1")
+    for _ in range(2):
+        job = store.claim_next(lease_seconds=60, max_claims=2)
+        assert job is not None
+        store.release(job, "lease ran out", retry_in=0)
+    assert store.claim_next(lease_seconds=60, max_claims=2) is None
+    assert store.end_overclaimed(max_claims=2) == 1
+    view = store.get(job_id)
+    assert view is not None and (view.state, view.outcome) == (JobState.done, Outcome.error)
+    assert view.error == "claimed 2 times without an outcome (JOB_MAX_CLAIMS)"
+    assert store.end_overclaimed(max_claims=2) == 0

@@ -12,7 +12,7 @@ from poster.main import build_app
 from poster.service import PosterService, build_payload
 from poster.settings import PosterSettings
 from poster.slack import SlackPoster
-from poster.store import PostStore
+from poster.store import PostState, PostStore
 from technoshare_common.schemas import (
     ComposedReply,
     Notice,
@@ -21,7 +21,7 @@ from technoshare_common.schemas import (
     ProjectLink,
     ReplyRequest,
 )
-from tests.support.fake_slack import MISSING_CHANNEL, VALID_TOKEN, FakeSlack
+from tests.support.fake_slack import MISSING_CHANNEL, VALID_TOKEN, FakeSlack, Fault, FaultKind
 from tests.support.servers import serve_in_thread
 
 
@@ -94,7 +94,7 @@ async def test_a_job_is_posted_once_however_often_it_is_asked(slack: FakeSlack, 
 
 
 async def test_rate_limits_are_waited_out_with_retry_after(slack: FakeSlack, settings: PosterSettings) -> None:
-    slack.rate_limit_next = 1
+    slack.inject(Fault(FaultKind.rate_limited, retry_after=1))
     started = time.monotonic()
     result = await _service(settings).reply(_request("job-rl"))
     assert result.status == PostStatus.posted
@@ -103,10 +103,104 @@ async def test_rate_limits_are_waited_out_with_retry_after(slack: FakeSlack, set
 
 
 async def test_persistent_rate_limiting_is_a_retryable_failure(slack: FakeSlack, settings: PosterSettings) -> None:
-    slack.rate_limit_next = 10
+    slack.inject(Fault(FaultKind.rate_limited), times=10)
     result = await _service(settings.model_copy(update={"rate_limit_retries": 0})).reply(_request("job-rl2"))
     assert (result.status, result.error, result.retryable) == (PostStatus.failed, "ratelimited", True)
-    slack.rate_limit_next = 0
+
+
+async def test_a_retry_after_longer_than_poster_waits_is_a_retryable_failure_at_once(
+    slack: FakeSlack, settings: PosterSettings
+) -> None:
+    slack.inject(Fault(FaultKind.rate_limited, retry_after=3600))
+    started = time.monotonic()
+    result = await _service(settings).reply(_request("job-rl3"))
+    assert (result.status, result.error, result.retryable) == (PostStatus.failed, "ratelimited", True)
+    assert time.monotonic() - started < 60  # not an hour: the job's retry comes back later
+    assert slack.calls == ["chat.postMessage"] and slack.messages == []
+    assert (await _service(settings).reply(_request("job-rl3"))).status == PostStatus.posted  # nothing to search for
+    assert slack.calls == ["chat.postMessage", "chat.postMessage"] and len(slack.messages) == 1
+
+
+MAYBE_POSTED = [
+    pytest.param(Fault(FaultKind.late, delay=3.0), id="accepted-answered-late"),
+    pytest.param(Fault(FaultKind.reset), id="accepted-then-reset"),
+    pytest.param(Fault(FaultKind.server_error, status=503), id="accepted-then-503"),
+]
+
+
+@pytest.mark.parametrize("fault", MAYBE_POSTED)
+async def test_a_post_slack_may_have_taken_is_looked_for_before_the_next_attempt_posts(
+    slack: FakeSlack, settings: PosterSettings, fault: Fault
+) -> None:
+    service = _service(settings.model_copy(update={"slack_timeout_seconds": 1.0}))
+    slack.inject(fault)
+    first = await service.reply(_request("job-maybe"))
+    assert (first.status, first.retryable) == (PostStatus.failed, True)
+    # Never re-sent by the client: one chat.postMessage, whatever became of it.
+    assert slack.calls == ["chat.postMessage"] and len(slack.messages) == 1
+    second = await service.reply(_request("job-maybe"))
+    assert (second.status, second.message_ts) == (PostStatus.already_posted, slack.messages[0]["ts"])
+    assert slack.calls == ["chat.postMessage", "conversations.replies"]
+    assert (await service.reply(_request("job-maybe"))).status == PostStatus.already_posted
+    assert len(slack.messages) == 1
+
+
+async def test_a_5xx_before_slack_took_the_post_is_posted_by_the_next_attempt(
+    slack: FakeSlack, settings: PosterSettings
+) -> None:
+    service = _service(settings)
+    slack.inject(Fault(FaultKind.server_error, status=502, accept=False))
+    first = await service.reply(_request("job-502"))
+    assert (first.status, first.retryable, slack.messages) == (PostStatus.failed, True, [])
+    second = await service.reply(_request("job-502"))
+    assert second.status == PostStatus.posted
+    assert slack.calls == ["chat.postMessage", "conversations.replies", "chat.postMessage"]
+    assert len(slack.messages) == 1
+
+
+async def test_no_post_while_the_thread_cannot_be_searched(slack: FakeSlack, settings: PosterSettings) -> None:
+    service = _service(settings.model_copy(update={"slack_timeout_seconds": 1.0}))
+    slack.inject(Fault(FaultKind.reset))
+    assert (await service.reply(_request("job-blind"))).status == PostStatus.failed
+    for fault in (
+        Fault(FaultKind.reset, method="conversations.replies"),
+        Fault(FaultKind.server_error, method="conversations.replies", accept=False),
+    ):
+        slack.inject(fault)
+        result = await service.reply(_request("job-blind"))
+        assert (result.status, result.retryable) == (PostStatus.failed, True)
+        assert slack.calls.count("chat.postMessage") == 1
+    assert (await service.reply(_request("job-blind"))).status == PostStatus.already_posted
+    assert len(slack.messages) == 1
+
+
+async def test_a_reply_slack_finds_too_long_is_posted_shortened_once(
+    slack: FakeSlack, settings: PosterSettings
+) -> None:
+    slack.max_text_chars = 3500
+    long_reply = _request("job-long").model_copy(deep=True)
+    assert long_reply.reply is not None
+    long_reply.reply.summary = [f"Summary sentence {i} says a great deal about this link. " * 6 for i in range(15)]
+    result = await _service(settings).reply(long_reply)
+    assert result.status == PostStatus.posted
+    [message] = slack.messages
+    assert len(message["text"]) <= 3500 and message["text"].startswith("*TL;DR*")
+    assert message["text"].endswith("this link.\n\n_Shortened: the whole reply was too long for Slack._")
+    assert message["metadata"]["event_payload"] == {"job_id": "job-long"}
+    assert slack.calls == ["chat.postMessage", "chat.postMessage"]
+
+
+def test_a_stale_attempt_cannot_overwrite_the_attempt_that_took_its_claim_over(settings: PosterSettings) -> None:
+    store = PostStore(settings.database_url)
+    store.create_schema()
+    first = store.claim("job-fence", "C0CHAN", THREAD_TS, stale_after=60)
+    second = store.claim("job-fence", "C0CHAN", THREAD_TS, stale_after=0)  # the first holder counts as dead
+    assert first.acquired and second.acquired and first.token != second.token
+    assert store.mark_posted("job-fence", second.token, "1700000000.000200")
+    assert not store.mark_failed("job-fence", first.token, "TimeoutError", maybe_posted=True)
+    assert not store.mark_posted("job-fence", first.token, "1700000000.000300")
+    again = store.claim("job-fence", "C0CHAN", THREAD_TS, stale_after=60)
+    assert (again.acquired, again.previous, again.message_ts) == (False, PostState.posted, "1700000000.000200")
 
 
 async def test_channel_not_found_is_a_permanent_failure(slack: FakeSlack, settings: PosterSettings) -> None:
@@ -195,10 +289,11 @@ async def test_already_reacted_from_slack_means_done(slack: FakeSlack, settings:
     service = _service(settings)
     request = _notice("job-reacted", NoticeDelivery.reaction)
     # An earlier attempt's reaction reached Slack, but the attempt failed (say, a timeout on Slack's answer).
-    assert service.store.claim(request.job_id, request.channel_id, request.thread_ts, 60).acquired
+    claim = service.store.claim(request.job_id, request.channel_id, request.thread_ts, 60)
+    assert claim.acquired
     assert service.slack is not None
     service.slack.react(build_payload(request))
-    service.store.mark_failed(request.job_id, "request_timeout")
+    service.store.mark_failed(request.job_id, claim.token, "request_timeout", maybe_posted=True)
     result = await service.reply(request)
     assert (result.status, result.error) == (PostStatus.already_posted, None)
     assert (await service.reply(request)).status == PostStatus.already_posted

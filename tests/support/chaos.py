@@ -22,7 +22,7 @@ LINK = "https://arxiv.org/abs/2106.09685"
 
 
 def wait_ready(service: ServiceProcess, timeout: float = 180.0) -> None:
-    """Until /readyz answers 200 (its dependencies reachable, ingest's dispatcher running), as a Deployment waits."""
+    """Until /readyz answers 200 (the process can serve: its own database and state), as a Deployment waits."""
     service.wait_answering("/readyz", timeout, interval=0.2, request_timeout=5)
 
 
@@ -116,11 +116,15 @@ class ServiceProxy:
     """A TCP proxy standing in for a Kubernetes Service: each new connection goes to one of the ready backends.
 
     Connections already open stay with their backend, as they do behind kube-proxy, until either side closes them.
+    `freeze` stops forwarding in both directions with every connection left open (a network that silently drops
+    packets); `thaw` delivers what waited.
     """
 
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._backends: list[int] = []
         self._next = itertools.count()
         self._lock = threading.Lock()
@@ -135,7 +139,14 @@ class ServiceProxy:
         with self._lock:
             self._backends = list(ports)
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
+        self._flowing.set()
         self._listener.close()
         with self._lock:
             for sock in self._sockets:
@@ -167,6 +178,7 @@ class ServiceProxy:
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:
             while chunk := source.recv(65536):
+                self._flowing.wait()
                 target.sendall(chunk)
         except OSError:
             pass

@@ -7,22 +7,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
 
 from ingest.dispatcher import Dispatcher
 from ingest.settings import IngestSettings
 from ingest.slack_events import SharedLink
 from ingest.store import JobStore
+from technoshare_common.http import ServiceError
 from technoshare_common.schemas import ComposeResult, JobCheckpoints, JobRunRequest, JobState, Outcome
 from tests.support.jobs import arxiv_job
 from tests.support.servers import wait_until
 
 
 class FakeComposer:
-    """composer's client: answers success, or holds every job until `release` is set."""
+    """composer's client: answers success, raises `fails` on every call, or holds every job until `release` is
+    set."""
 
-    def __init__(self, hold: bool = False) -> None:
+    def __init__(self, hold: bool = False, fails: Exception | None = None) -> None:
         self.hold = hold
+        self.fails = fails
         self.release = asyncio.Event()
         self.calls = 0
         self.requests: list[JobRunRequest] = []
@@ -30,6 +34,8 @@ class FakeComposer:
     async def post(self, path: str, request: JobRunRequest, model: type[Any], **_: Any) -> ComposeResult:
         self.calls += 1
         self.requests.append(request)
+        if self.fails is not None:
+            raise self.fails
         if self.hold:
             await self.release.wait()
         return ComposeResult(job_id=request.job_id, url=str(request.url), outcome=Outcome.success, text="reply")
@@ -42,9 +48,13 @@ def make(tmp_path: Path, composer: FakeComposer, **settings: Any) -> tuple[JobSt
     return store, Dispatcher(store, IngestSettings(**values), composer)  # type: ignore[arg-type]
 
 
-def enqueue(store: JobStore) -> str:
-    job_id, _ = store.enqueue(SharedLink("C1", "1.1", "1.1", "https://example.com/a", "<x>"), "Ev1")
+def enqueue(store: JobStore, url: str = "https://example.com/a") -> str:
+    job_id, _ = store.enqueue(SharedLink("C1", "1.1", "1.1", url, "<x>"), "Ev1")
     return job_id
+
+
+def given_up(reason: str) -> float:
+    return REGISTRY.get_sample_value("technoshare_jobs_given_up_total", {"reason": reason}) or 0.0
 
 
 async def until(predicate: Callable[[], Any], what: str) -> None:
@@ -57,11 +67,11 @@ async def test_a_failing_database_does_not_end_the_dispatcher(tmp_path: Path, mo
     job_id = enqueue(store)
     real_claim, failures = store.claim_next, []
 
-    def claim_next(lease_seconds: float) -> Any:
+    def claim_next(lease_seconds: float, max_claims: int) -> Any:
         if len(failures) < 3:
             failures.append(1)
             raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
-        return real_claim(lease_seconds)
+        return real_claim(lease_seconds, max_claims)
 
     monkeypatch.setattr(store, "claim_next", claim_next)
     dispatcher.start()
@@ -119,11 +129,11 @@ async def test_a_job_claimed_while_stopping_is_given_back_not_handed_off(
     claiming, proceed, claimed_in_thread = threading.Event(), threading.Event(), threading.Event()
     real_claim = store.claim_next
 
-    def claim_when_stopping(lease_seconds: float):  # type: ignore[no-untyped-def]
+    def claim_when_stopping(lease_seconds: float, max_claims: int):  # type: ignore[no-untyped-def]
         claiming.set()
         proceed.wait(10)
         try:
-            return real_claim(lease_seconds)
+            return real_claim(lease_seconds, max_claims)
         finally:
             claimed_in_thread.set()
 
@@ -194,8 +204,8 @@ async def test_a_wake_during_an_empty_claim_is_not_lost(tmp_path: Path, monkeypa
     claimed_nothing, proceed = threading.Event(), threading.Event()
     real_claim = store.claim_next
 
-    def claim_next(lease_seconds: float) -> Any:
-        found = real_claim(lease_seconds)
+    def claim_next(lease_seconds: float, max_claims: int) -> Any:
+        found = real_claim(lease_seconds, max_claims)
         if not claimed_nothing.is_set():
             claimed_nothing.set()
             proceed.wait(10)  # the job below is accepted, and its wake sent, before this claim returns
@@ -209,3 +219,51 @@ async def test_a_wake_during_an_empty_claim_is_not_lost(tmp_path: Path, monkeypa
     proceed.set()
     await until(lambda: (view := store.get(job_id)) and view.state == JobState.done, "the job, well within a poll")
     await asyncio.wait_for(dispatcher.stop(), timeout=10)
+
+
+async def test_an_unexpected_error_ends_its_attempt_at_once_and_the_claim_cap_ends_the_job(tmp_path: Path) -> None:
+    composer = FakeComposer(fails=RuntimeError("a bug on the dispatch path"))
+    # A lease of a minute: the three attempts below can only happen if each ends at once, not when its lease runs out.
+    store, dispatcher = make(tmp_path, composer, JOB_LEASE_SECONDS=60, JOB_MAX_CLAIMS=3, JOB_RETRY_BASE_SECONDS=0.01)
+    job_id = enqueue(store)
+    before = given_up("max_claims")
+    dispatcher.start()
+    await until(lambda: (view := store.get(job_id)) and view.state == JobState.done, "the job to end")
+    await dispatcher.stop()
+    view = store.get(job_id)
+    assert view is not None and view.outcome == Outcome.error
+    assert view.error == "claimed 3 times without an outcome (JOB_MAX_CLAIMS)"
+    assert composer.calls == 3 and composer.requests[-1].final_attempt
+    assert given_up("max_claims") == before + 1
+
+
+async def test_transient_failures_are_retried_through_the_window_and_the_last_attempt_is_final(tmp_path: Path) -> None:
+    composer = FakeComposer(fails=ServiceError("composer", "connection refused"))
+    settings = {"JOB_RETRY_WINDOW_SECONDS": 1.0, "JOB_RETRY_BASE_SECONDS": 0.05, "JOB_RETRY_MAX_SECONDS": 0.2}
+    store, dispatcher = make(tmp_path, composer, **settings)
+    job_id = enqueue(store)
+    before = given_up("retry_window")
+    dispatcher.start()
+    await until(lambda: (view := store.get(job_id)) and view.state == JobState.done, "the job to end")
+    await dispatcher.stop()
+    view = store.get(job_id)
+    assert view is not None and view.outcome == Outcome.error and view.error is not None
+    assert view.error.startswith(f"gave up after {composer.calls} attempts")
+    # Spent by time, not by a count: 0.05 + 0.1 + 0.2 + 0.2 ... fits more than five attempts into the second.
+    assert composer.calls >= 6
+    assert [r.final_attempt for r in composer.requests] == [False] * (composer.calls - 1) + [True]
+    assert given_up("retry_window") == before + 1
+
+
+async def test_a_stored_link_composer_would_refuse_ends_error_without_being_sent(tmp_path: Path) -> None:
+    composer = FakeComposer()
+    store, dispatcher = make(tmp_path, composer, JOB_LEASE_SECONDS=60)
+    job_id = enqueue(store, "http://example.com:99999/x")  # stored before ingest checked links
+    before = given_up("unfit")
+    dispatcher.start()
+    await until(lambda: (view := store.get(job_id)) and view.state == JobState.done, "the job to end")
+    await dispatcher.stop()
+    view = store.get(job_id)
+    assert view is not None and view.outcome == Outcome.error and view.error is not None
+    assert view.error.startswith("no valid request for composer:")
+    assert composer.calls == 0 and given_up("unfit") == before + 1

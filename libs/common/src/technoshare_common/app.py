@@ -1,13 +1,23 @@
-"""The FastAPI application every service is built on: probes, metrics, logs, service auth."""
+"""The FastAPI application every service is built on: probes, metrics, logs, service auth.
+
+Probes, by what they mean (the one place that decides it):
+- `/readyz`: this process can serve: its own database, model and state. Never its peers or the provider: were one
+  peer down to empty every Service that calls it, one outage would cascade through the whole release.
+- `/healthz`: alive (the liveness probe), with the last check of each peer and upstream as details. Those checks run
+  in the background, never on a probe, and also feed `technoshare_dependency_up` for the alerts and the dashboard.
+"""
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from prometheus_client import Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from technoshare_common.context import JOB_ID_HEADER, TRACEPARENT_HEADER
@@ -17,6 +27,75 @@ from technoshare_common.settings import ServiceSettings
 from technoshare_common.tracing import TracingMiddleware, tracer
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+DependencyCheck = Callable[[], Awaitable[None]]
+
+DEPENDENCY_UP = Gauge(
+    "technoshare_dependency_up",
+    "Whether a peer service or an LLM upstream answered this process's last check (1) or not (0). Shown, alerted "
+    "on, never part of readiness.",
+    ["dependency"],
+)
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+class Readiness:
+    """The process's own checks, one of each in flight at most: a check stuck in a thread (a database that stopped
+    answering) is reported as still running by later probes rather than joined by one more thread per probe."""
+
+    def __init__(self, checks: dict[str, ReadinessCheck], timeout: float) -> None:
+        self.checks = checks
+        self.timeout = timeout
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def results(self) -> tuple[bool, dict[str, str]]:
+        results: dict[str, str] = {}
+        for name, check in self.checks.items():
+            task = self._running.get(name)
+            if task is not None and not task.done():
+                results[name] = f"the previous check has not finished in {self.timeout} s"
+                continue
+            task = self._running[name] = asyncio.ensure_future(check())
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout)
+                results[name] = "ok"
+            except TimeoutError:
+                results[name] = f"no answer within {self.timeout} s"
+            except Exception as exc:
+                results[name] = _failure(exc)
+        return all(result == "ok" for result in results.values()), results
+
+
+class Dependencies:
+    """Peers and upstreams, checked every `interval` seconds in the background: /healthz shows the last results."""
+
+    def __init__(self, checks: dict[str, DependencyCheck], interval: float, timeout: float) -> None:
+        self.checks = checks
+        self.interval = interval
+        self.timeout = timeout
+        self.last: dict[str, dict[str, Any]] = {name: {"up": None, "detail": "not checked yet"} for name in checks}
+
+    async def _check(self, name: str, check: DependencyCheck) -> None:
+        try:
+            await asyncio.wait_for(check(), timeout=self.timeout)
+            up, detail = True, "ok"
+        except Exception as exc:  # a timeout too: the peer did not answer in time
+            up, detail = False, _failure(exc) if not isinstance(exc, TimeoutError) else f"no answer in {self.timeout} s"
+        if up is not self.last[name]["up"] and self.last[name]["up"] is not None:
+            log.log(
+                logging.INFO if up else logging.WARNING, f"{name} is {'up' if up else 'down'}", extra={"detail": detail}
+            )
+        self.last[name] = {"up": up, "detail": detail, "checked_at": round(time.time(), 3)}
+        DEPENDENCY_UP.labels(name).set(1 if up else 0)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.gather(*(self._check(name, check) for name, check in self.checks.items()))
+            await asyncio.sleep(self.interval)
+
+
 INTERNAL_HEADERS = frozenset(h.lower().encode() for h in (JOB_ID_HEADER, TRACEPARENT_HEADER, "tracestate"))
 
 
@@ -45,14 +124,19 @@ def create_app(
     settings: ServiceSettings,
     routers: Sequence[APIRouter],
     readiness: dict[str, ReadinessCheck] | None = None,
+    dependencies: dict[str, DependencyCheck] | None = None,
     lifespan: Lifespan | None = None,
     readiness_timeout: float = 3.0,
+    dependency_interval: float = 10.0,
     public_paths: frozenset[str] = frozenset(),
 ) -> FastAPI:
-    """`public_paths`: routes that outsiders call (Slack): the headers that carry a job id or a trace context between
-    the services are dropped there, so no caller outside can bind a job's logs or graft spans onto its trace."""
+    """`readiness`: the process's own state only; `dependencies`: its peers and upstreams (see the module's
+    docstring). `public_paths`: routes that outsiders call (Slack): the headers that carry a job id or a trace
+    context between the services are dropped there, so no caller outside can bind a job's logs or graft spans onto
+    its trace."""
     configure_logging(service, settings.log_level)
-    checks = readiness or {}
+    ready = Readiness(readiness or {}, readiness_timeout)
+    peers = Dependencies(dependencies or {}, dependency_interval, readiness_timeout)
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,11 +151,18 @@ def create_app(
             settings.mlflow_enable_tracing,
             settings.mlflow_spool_dir,
         )
-        if lifespan is None:
-            yield
-        else:
-            async with lifespan(app):
+        checking = asyncio.create_task(peers.run(), name="dependency-checks") if peers.checks else None
+        try:
+            if lifespan is None:
                 yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            if checking is not None:
+                checking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checking
 
     app = FastAPI(title=f"technoshare-{service}", lifespan=_lifespan)
     app.state.settings = settings
@@ -81,21 +172,13 @@ def create_app(
         app.add_middleware(InternalHeadersStripped, paths=public_paths)  # added last: it runs first
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "dependencies": peers.last}
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        results: dict[str, Any] = {}
-        ready = True
-        for name, check in checks.items():
-            try:
-                await asyncio.wait_for(check(), timeout=readiness_timeout)
-                results[name] = "ok"
-            except Exception as exc:
-                ready = False
-                results[name] = f"{type(exc).__name__}: {exc}"[:300]
-        return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+        is_ready, results = await ready.results()
+        return JSONResponse({"ready": is_ready, "checks": results}, status_code=200 if is_ready else 503)
 
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for router in routers:

@@ -1,8 +1,9 @@
 """SQLAlchemy engines for the stores: PostgreSQL in the cluster, a SQLite file on the embedded default."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 
 
@@ -14,7 +15,35 @@ def normalise_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """Every wait on PostgreSQL has an end: a database that stops answering fails calls instead of hanging them.
+
+    `connect_seconds` bounds a new connection (psycopg times the whole start-up), `statement_seconds` each statement
+    on the server, `pool_seconds` the wait for a pooled connection. TCP keepalives (probe after 30 s idle, every
+    10 s, 3 tries) and `tcp_user_timeout` (unacknowledged data for as long as a statement may run) find a
+    connection whose peer vanished in about a minute instead of the OS's two hours."""
+
+    connect_seconds: float = 5.0
+    statement_seconds: float = 30.0
+    pool_seconds: float = 10.0
+
+    def postgresql_connect_args(self) -> dict[str, object]:
+        return {
+            "connect_timeout": max(2, round(self.connect_seconds)),  # libpq's floor is 2 s
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": round(self.statement_seconds * 1000),
+            "options": f"-c statement_timeout={round(self.statement_seconds * 1000)}",
+        }
+
+
+DEFAULT_TIMEOUTS = DatabaseTimeouts()
+
+
+def make_engine(url: str, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS) -> Engine:
     url = normalise_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -32,4 +61,22 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=timeouts.pool_seconds,
+        connect_args=timeouts.postgresql_connect_args(),
+    )
+
+
+def add_missing_columns(engine: Engine, table: Table) -> None:
+    """Columns added to a table since its store was created: additive only, so an older database keeps working
+    (create_all creates missing tables, never missing columns)."""
+    existing = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    with engine.begin() as conn:
+        for column in table.columns:
+            if column.name not in existing:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))

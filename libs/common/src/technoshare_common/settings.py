@@ -8,6 +8,8 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from technoshare_common.db import DatabaseTimeouts
+
 # The repository's data/ folder when running from a checkout; images set TECHNOSHARE_DATA_DIR instead.
 REPO_DATA_DIR = Path(__file__).resolve().parents[4] / "data"
 
@@ -64,6 +66,26 @@ class ServiceSettings(BaseSettings):
         validation_alias="MLFLOW_SPOOL_DIR",
         description="Runs and traces waiting for MLflow; keep it on a volume so a restart loses nothing.",
     )
+
+    database_connect_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        validation_alias="DATABASE_CONNECT_TIMEOUT_SECONDS",
+        description="PostgreSQL: the longest a new connection may take to start.",
+    )
+    database_statement_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        validation_alias="DATABASE_STATEMENT_TIMEOUT_SECONDS",
+        description="PostgreSQL: the longest one statement may run (statement_timeout), and how long sent data may "
+        "go unacknowledged before the connection is dropped (tcp_user_timeout).",
+    )
+
+    def database_timeouts(self) -> DatabaseTimeouts:
+        return DatabaseTimeouts(
+            connect_seconds=self.database_connect_timeout_seconds,
+            statement_seconds=self.database_statement_timeout_seconds,
+        )
 
     def renamed_variables_set(self) -> dict[str, str]:
         """The renamed variables still set in the environment, old name -> the name to use instead."""

@@ -75,6 +75,6 @@ def build_app(settings: ComposerSettings | None = None) -> FastAPI:
         service="composer",
         settings=settings,
         routers=[jobs.router],
-        readiness={"retrieval": retrieval.ping, "llm_gateway": gateway.ping, "poster": poster.ping},
+        dependencies={"retrieval": retrieval.ping, "llm_gateway": gateway.ping, "poster": poster.ping},
         lifespan=lifespan,
     )

@@ -4,10 +4,9 @@ Coroutines, not plain functions: FastAPI runs a plain dependency in a worker thr
 were a measurable part of Slack's ack time under load.
 """
 
-from concurrent.futures import ThreadPoolExecutor
-
 from fastapi import Request
 
+from ingest.ack import AckStore
 from ingest.dispatcher import Dispatcher
 from ingest.feedback import FeedbackRecorder
 from ingest.settings import IngestSettings
@@ -30,5 +29,5 @@ async def get_feedback(request: Request) -> FeedbackRecorder:
     return request.app.state.feedback
 
 
-async def get_ack_executor(request: Request) -> ThreadPoolExecutor:
-    return request.app.state.ack_executor
+async def get_ack_store(request: Request) -> AckStore:
+    return request.app.state.ack_store

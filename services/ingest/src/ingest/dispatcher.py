@@ -2,18 +2,23 @@
 
 A job is claimed under a short lease (timed on the database's clock) that a heartbeat renews while
 composer works, so a dead ingest's jobs move on within a lease. A transient failure (composer down,
-slow or killed mid-job) gives the job back with exponential backoff; a graceful shutdown gives its
-jobs back at once. After the last attempt the job ends with outcome `error`, so every accepted link
-ends as a reply or a recorded outcome. The claim loop itself is supervised: a failing database is
-logged and retried with backoff, and readiness says so meanwhile.
+slow or killed mid-job) gives the job back with capped exponential backoff, for as long as the retry
+window (JOB_RETRY_WINDOW_SECONDS) since the link arrived allows; the last attempt inside the window
+is marked final, so composer answers it with the degraded reply or the notice rather than nothing.
+An unexpected error ends its attempt at once, and a job claimed JOB_MAX_CLAIMS times is never
+handed out again: it ends `error`, counted in technoshare_jobs_given_up_total. A graceful shutdown
+gives its jobs back at once. The claim loop itself is supervised: a failing database is logged and
+retried with backoff, and readiness says so meanwhile.
 """
 
 import asyncio
 import contextlib
 import logging
 import random
+import time
 
 from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
 
 from ingest.settings import IngestSettings
 from ingest.store import ClaimedJob, JobStore
@@ -32,6 +37,19 @@ JOBS_IN_FLIGHT = Gauge("technoshare_jobs_in_flight", "Jobs currently handed to c
 DISPATCH_LOOP_ERRORS = Counter(
     "technoshare_dispatch_loop_errors_total", "Failed claims of the next job (database down, connection lost)."
 )
+JOBS_GIVEN_UP = Counter(
+    "technoshare_jobs_given_up_total",
+    "Jobs ended `error` with no reply and no notice, by why: composer rejected them (rejected), transient failures "
+    "outlasted JOB_RETRY_WINDOW_SECONDS (retry_window), they were claimed JOB_MAX_CLAIMS times (max_claims), or "
+    "no valid request could be built from them (unfit).",
+    ["reason"],
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The exception's class and first line only: a driver's message can carry connection details."""
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {message}"[:200]
 
 
 class Dispatcher:
@@ -46,6 +64,7 @@ class Dispatcher:
         self._stopped = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._claim_error: str | None = None
+        self._swept_at = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -72,13 +91,12 @@ class Dispatcher:
             # (it once was, leaving a new job, or a shutdown, waiting a whole poll interval).
             self._wake.clear()
             try:
-                job = await asyncio.to_thread(self.store.claim_next, self.settings.lease_seconds)
+                job = await asyncio.to_thread(self._claim)
             except Exception as exc:
                 self._slots.release()
                 failures += 1
                 DISPATCH_LOOP_ERRORS.inc()
-                # The exception's class and first line only: a driver's message can carry connection details.
-                self._claim_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+                self._claim_error = _first_line(exc)
                 delay = min(
                     self.settings.dispatch_backoff_max_seconds,
                     self.settings.dispatch_poll_seconds * 2 ** (failures - 1),
@@ -102,6 +120,17 @@ class Dispatcher:
             task = asyncio.create_task(self._dispatch(job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _claim(self) -> ClaimedJob | None:
+        """The next job, after ending (at most once per poll interval) the jobs past their claim cap."""
+        now = time.monotonic()
+        if now - self._swept_at >= self.settings.dispatch_poll_seconds:
+            self._swept_at = now
+            if ended := self.store.end_overclaimed(self.settings.max_claims):
+                JOBS_GIVEN_UP.labels("max_claims").inc(ended)
+                JOBS.labels("ingest", "error").inc(ended)
+                log.error("jobs ended after too many claims", extra={"jobs": ended, "max": self.settings.max_claims})
+        return self.store.claim_next(self.settings.lease_seconds, self.settings.max_claims)
 
     async def stop(self) -> None:
         """Stop claiming and give the jobs in flight back at once, so a rolling deploy delays none by a lease.
@@ -130,9 +159,10 @@ class Dispatcher:
         except asyncio.CancelledError:
             await self._give_back(job)
             raise
-        except Exception:
-            # e.g. the database went away while recording the outcome: the lease runs out and the job is retried.
-            log.exception("hand-off failed unexpectedly; the job is retried once its lease runs out")
+        except Exception as exc:
+            # Ends this attempt now, not when its lease runs out; its claim counts towards JOB_MAX_CLAIMS.
+            log.exception("hand-off failed unexpectedly; the attempt ends here")
+            await self._retry_later(job, f"hand-off failed: {_first_line(exc)}")
         finally:
             heartbeat.cancel()
             JOBS_IN_FLIGHT.dec()
@@ -159,20 +189,33 @@ class Dispatcher:
         except Exception as exc:
             log.warning("could not give the job back; its lease will expire", extra={"error": type(exc).__name__})
 
+    def _backoff(self, attempts: int) -> float:
+        return min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempts - 1))
+
+    def _is_final(self, job: ClaimedJob) -> bool:
+        """No attempt after this one: the next would start past the retry window, or past the claim cap."""
+        next_start = job.age_seconds + self._backoff(job.attempts)
+        return next_start > self.settings.retry_window_seconds or job.claim >= self.settings.max_claims
+
     async def _hand_off(self, job: ClaimedJob) -> None:
-        request = JobRunRequest(
-            job_id=job.id,
-            channel_id=job.channel_id,
-            message_ts=job.message_ts,
-            thread_ts=job.thread_ts,
-            url=job.url,
-            slack_text=job.slack_text,
-            # The claim's number, unique to this hand-off even after a refunded give-back: ingest refuses the
-            # checkpoints of any other (stale) attempt.
-            attempt=job.claim,
-            final_attempt=job.attempts >= self.settings.max_attempts,
-            checkpoints=job.checkpoints,
-        )
+        final = self._is_final(job)
+        try:
+            request = JobRunRequest(
+                job_id=job.id,
+                channel_id=job.channel_id,
+                message_ts=job.message_ts,
+                thread_ts=job.thread_ts,
+                url=job.url,
+                slack_text=job.slack_text,
+                # The claim's number, unique to this hand-off even after a refunded give-back: ingest refuses the
+                # checkpoints of any other (stale) attempt.
+                attempt=job.claim,
+                final_attempt=final,
+                checkpoints=job.checkpoints,
+            )
+        except ValidationError as exc:  # a row stored before ingest validated links: it can never be sent
+            await self._give_up(job, "unfit", f"no valid request for composer: {exc.errors()[0]['msg']}")
+            return
         resumed = job.checkpoints.stages() if job.checkpoints else []
         log.info("dispatching job", extra={"attempt": job.claim, "url": job.url, "resumes_after": resumed})
         attributes = {"job_id": job.id, "attempt": job.claim, "url": job.url, "channel_id": job.channel_id}
@@ -186,7 +229,7 @@ class Dispatcher:
                 span.set_attributes({"outcome": result.outcome.value})
                 tracer.link_trace_to_model(result.app_version_id)
         except ServiceError as exc:
-            await self._after_failure(job, exc)
+            await self._after_failure(job, exc, final)
             return
         DISPATCH_ATTEMPTS.labels("completed").inc()
         if await asyncio.to_thread(self.store.complete, job, result):
@@ -195,21 +238,33 @@ class Dispatcher:
         else:
             log.warning("job finished after its lease was taken over; outcome left to the new attempt")
 
-    async def _after_failure(self, job: ClaimedJob, exc: ServiceError) -> None:
+    async def _after_failure(self, job: ClaimedJob, exc: ServiceError, final: bool) -> None:
         if not exc.retryable:
             DISPATCH_ATTEMPTS.labels("rejected").inc()
-            JOBS.labels("ingest", "error").inc()
-            await asyncio.to_thread(self.store.fail, job, f"composer rejected the job: {exc}")
-            log.error("composer rejected job", extra={"error": str(exc)})
+            await self._give_up(job, "rejected", f"composer rejected the job: {exc}")
             return
-        if job.attempts >= self.settings.max_attempts:
+        if final:
             DISPATCH_ATTEMPTS.labels("exhausted").inc()
-            JOBS.labels("ingest", "error").inc()
-            await asyncio.to_thread(self.store.fail, job, f"gave up after {job.attempts} attempts; last error: {exc}")
-            log.error("job failed for good", extra={"attempts": job.attempts, "error": str(exc)})
+            reason = "max_claims" if job.claim >= self.settings.max_claims else "retry_window"
+            waited = round(job.age_seconds)
+            await self._give_up(job, reason, f"gave up after {job.attempts} attempts over {waited} s; last: {exc}")
             return
         DISPATCH_ATTEMPTS.labels("retry").inc()
-        delay = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (job.attempts - 1))
-        delay *= random.uniform(0.8, 1.2)
-        await asyncio.to_thread(self.store.release, job, str(exc), delay)
-        log.warning("job handed back for retry", extra={"retry_in": round(delay, 2), "error": str(exc)})
+        await self._retry_later(job, str(exc))
+
+    async def _retry_later(self, job: ClaimedJob, error: str) -> None:
+        delay = self._backoff(job.attempts) * random.uniform(0.8, 1.2)
+        try:
+            held = await asyncio.to_thread(self.store.release, job, error, delay)
+        except Exception as exc:
+            log.warning("could not give the job back; its lease will expire", extra={"error": type(exc).__name__})
+            return
+        if held:
+            log.warning("job handed back for retry", extra={"retry_in": round(delay, 2), "error": error})
+
+    async def _give_up(self, job: ClaimedJob, reason: str, error: str) -> None:
+        """The job's end without a reply: counted once, after the outcome is stored."""
+        if await asyncio.to_thread(self.store.fail, job, error):
+            JOBS_GIVEN_UP.labels(reason).inc()
+            JOBS.labels("ingest", "error").inc()
+            log.error("job failed for good", extra={"reason": reason, "attempts": job.attempts, "error": error})

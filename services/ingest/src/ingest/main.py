@@ -5,13 +5,13 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ingest.ack import AckStore
 from ingest.dispatcher import Dispatcher
 from ingest.feedback import FeedbackRecorder
 from ingest.routers import jobs, slack
@@ -67,7 +67,7 @@ class JobStoreCollector(Collector):
 
 def build_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()
-    store = JobStore(settings.database_url)
+    store = JobStore(settings.database_url, settings.database_timeouts())
     # The dispatcher owns retries, so the composer client must not retry on its own.
     composer = ServiceClient("composer", settings.composer_url, settings, retries=0)
     dispatcher = Dispatcher(store, settings, composer)
@@ -79,8 +79,7 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         await asyncio.to_thread(store.warm_up, settings.ack_threads)
         app.state.store = store
         app.state.dispatcher = dispatcher
-        # Slack's acks get threads of their own: a busy dispatcher (claims, heartbeats) never queues them.
-        app.state.ack_executor = ThreadPoolExecutor(settings.ack_threads, thread_name_prefix="ack")
+        app.state.ack_store = AckStore(settings)
         app.state.feedback = FeedbackRecorder(settings.mlflow_tracking_uri)
         REGISTRY.register(collector)
         stats = asyncio.create_task(collector.refresh_forever(), name="queue-stats")
@@ -96,7 +95,7 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
             REGISTRY.unregister(collector)
             await dispatcher.stop()
             gc.unfreeze()
-            app.state.ack_executor.shutdown(wait=True)
+            app.state.ack_store.shutdown()
             await composer.aclose()
             store.engine.dispose()
 

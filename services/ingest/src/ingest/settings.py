@@ -2,11 +2,15 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
+from ingest.store import DEFAULT_MAX_CLAIMS
 from technoshare_common.settings import ServiceSettings
 
 
 class IngestSettings(ServiceSettings):
-    renamed_variables: ClassVar[dict[str, str]] = {"JOB_LEASE_MARGIN_SECONDS": "JOB_LEASE_SECONDS"}
+    renamed_variables: ClassVar[dict[str, str]] = {
+        "JOB_LEASE_MARGIN_SECONDS": "JOB_LEASE_SECONDS",
+        "JOB_MAX_ATTEMPTS": "JOB_RETRY_WINDOW_SECONDS",
+    }
 
     slack_signing_secret: SecretStr = Field(validation_alias="SLACK_SIGNING_SECRET")
     channel_id: str | None = Field(
@@ -33,9 +37,27 @@ class IngestSettings(ServiceSettings):
     queue_stats_seconds: float = Field(
         5.0, gt=0, validation_alias="QUEUE_STATS_SECONDS", description="How often /metrics' queue figures are read."
     )
-    max_attempts: int = Field(5, ge=1, validation_alias="JOB_MAX_ATTEMPTS")
-    retry_base_seconds: float = Field(2.0, gt=0, validation_alias="JOB_RETRY_BASE_SECONDS")
-    retry_max_seconds: float = Field(120.0, gt=0, validation_alias="JOB_RETRY_MAX_SECONDS")
+    retry_window_seconds: float = Field(
+        900.0,
+        gt=0,
+        validation_alias="JOB_RETRY_WINDOW_SECONDS",
+        description="How long after a link arrives its job is still retried after transient failures (a peer or "
+        "the provider down). The last attempt inside it is the final one: it answers with the degraded reply or "
+        "the unreadable notice, never silence.",
+    )
+    retry_base_seconds: float = Field(
+        2.0, gt=0, validation_alias="JOB_RETRY_BASE_SECONDS", description="The first retry's wait; it doubles."
+    )
+    retry_max_seconds: float = Field(
+        120.0, gt=0, validation_alias="JOB_RETRY_MAX_SECONDS", description="The longest wait between two attempts."
+    )
+    max_claims: int = Field(
+        DEFAULT_MAX_CLAIMS,
+        ge=1,
+        validation_alias="JOB_MAX_CLAIMS",
+        description="A hard cap on hand-offs of one job, whatever ended them (a lease run out, an unexpected error): "
+        "a job claimed this often ends `error`. Keep it above the attempts the retry window allows.",
+    )
     max_links_per_message: int = Field(5, ge=1, validation_alias="MAX_LINKS_PER_MESSAGE")
     max_body_bytes: int = Field(
         65536,
@@ -48,6 +70,13 @@ class IngestSettings(ServiceSettings):
         ge=1,
         validation_alias="ACK_THREADS",
         description="Threads for the database work of acknowledging Slack, apart from the dispatcher's.",
+    )
+    ack_store_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        validation_alias="ACK_STORE_TIMEOUT_SECONDS",
+        description="The longest an ack waits for the job store. Past it Slack gets 503 and delivers the event again "
+        "(nothing is lost; the store's dedup keeps it one job). Below Slack's 3 s.",
     )
     feedback_reactions: dict[str, bool] = Field(
         {"+1": True, "thumbsup": True, "white_check_mark": True, "-1": False, "thumbsdown": False, "x": False},

@@ -22,7 +22,6 @@ from sqlalchemy import (
     case,
     cast,
     func,
-    inspect,
     literal,
     literal_column,
     or_,
@@ -36,10 +35,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import QueuePool
 
 from ingest.slack_events import SharedLink
-from technoshare_common.db import make_engine
+from technoshare_common.db import DEFAULT_TIMEOUTS, DatabaseTimeouts, add_missing_columns, make_engine
 from technoshare_common.schemas import ComposeResult, JobCheckpoints, JobState, JobView, Outcome
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_MAX_CLAIMS = 25  # JOB_MAX_CLAIMS: above the 13 attempts the default retry window allows
 
 
 class Base(DeclarativeBase):
@@ -89,6 +91,7 @@ class ClaimedJob:
     url: str
     slack_text: str
     checkpoints: JobCheckpoints | None = None
+    age_seconds: float = 0.0  # since the link was accepted, on the database's clock
 
 
 class StaleAttempt(Exception):
@@ -128,8 +131,8 @@ def _dt(epoch: float | None) -> datetime | None:
 
 
 class JobStore:
-    def __init__(self, database_url: str) -> None:
-        self.engine = make_engine(database_url)
+    def __init__(self, database_url: str, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS) -> None:
+        self.engine = make_engine(database_url, timeouts)
         self._now: ColumnElement[float] = literal_column(_NOW_SQL[self.engine.dialect.name], Float)
         # PostgreSQL locks the row it claims and skips rows other replicas hold; SQLite serialises writers anyway.
         self._skip_locked = self.engine.dialect.name == "postgresql"
@@ -164,13 +167,7 @@ class JobStore:
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
-        # Columns added since a store was created: additive only, so an older database keeps working.
-        existing = {column["name"] for column in inspect(self.engine).get_columns(Job.__tablename__)}
-        with self.engine.begin() as conn:
-            for column in Job.__table__.columns:
-                if column.name not in existing:
-                    kind = column.type.compile(dialect=self.engine.dialect)
-                    conn.execute(text(f"ALTER TABLE {Job.__tablename__} ADD COLUMN {column.name} {kind}"))
+        add_missing_columns(self.engine, Job.__table__)  # type: ignore[arg-type]  # a declarative class's table
 
     def find_by_reply(self, channel_id: str, slack_message_ts: str) -> tuple[str, str | None] | None:
         """(job id, trace id) of the job whose reply is this Slack message: a reaction's target."""
@@ -224,9 +221,10 @@ class JobStore:
             and_(Job.state == JobState.running.value, Job.lease_expires_at < self._now),
         )
 
-    def claim_next(self, lease_seconds: float) -> ClaimedJob | None:
-        """Take one due job under a fresh lease, timed on the database's clock."""
-        due = self._due()
+    def claim_next(self, lease_seconds: float, max_claims: int = DEFAULT_MAX_CLAIMS) -> ClaimedJob | None:
+        """Take one due job under a fresh lease, timed on the database's clock. A job claimed `max_claims` times
+        already is never handed out again (end_overclaimed ends it): whatever keeps failing it cannot loop."""
+        due = and_(self._due(), func.coalesce(Job.claims, Job.attempts) < max_claims)
         candidates_query = select(Job.id).where(due).order_by(Job.next_attempt_at, Job.created_at)
         if self._skip_locked:
             candidates_query = candidates_query.limit(1).with_for_update(skip_locked=True)
@@ -248,7 +246,8 @@ class JobStore:
                     )
                 )
                 if claimed.rowcount == 1:
-                    row = conn.execute(select(Job.__table__).where(Job.id == job_id)).one()
+                    age = (self._now - Job.created_at).label("age_seconds")
+                    row = conn.execute(select(Job.__table__, age).where(Job.id == job_id)).one()
                     return ClaimedJob(
                         id=row.id,
                         lease_token=token,
@@ -260,8 +259,24 @@ class JobStore:
                         url=row.url,
                         slack_text=row.slack_text,
                         checkpoints=_checkpoints(row.checkpoints_json),
+                        age_seconds=max(0.0, float(row.age_seconds)),
                     )
         return None
+
+    def end_overclaimed(self, max_claims: int) -> int:
+        """End every due job already claimed `max_claims` times as `error`, with why; the number ended.
+
+        Such a job failed without an outcome that often (its ingest died, or its hand-off kept failing
+        unexpectedly): one more claim would only repeat that."""
+        claims = func.coalesce(Job.claims, Job.attempts)
+        error = literal("claimed ") + cast(claims, String) + literal(" times without an outcome (JOB_MAX_CLAIMS)")
+        statement = (
+            update(Job)
+            .where(self._due(), claims >= max_claims)
+            .values(self._finished(Outcome.error, None) | {"error": error})
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount
 
     def save_checkpoints(self, job_id: str, finished: JobCheckpoints) -> list[str] | None:
         """Merge newly finished stages into the job's checkpoints; None when there is no such job.

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from llm_gateway.errors import NO_RETRY_HEADERS, GatewayError
 from llm_gateway.metrics import LLM_BUDGET_REFUSALS, LLM_SPEND_TODAY, BoundedLabel
-from technoshare_common.db import make_engine
+from technoshare_common.db import DEFAULT_TIMEOUTS, DatabaseTimeouts, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,13 @@ class SpendLedger:
         persona_limits: dict[str, float],
         database_url: str | None,
         sync_seconds: float,
+        timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS,
         persona_label: BoundedLabel,
     ) -> None:
         self.global_limit = global_limit
         self.persona_limits = persona_limits
         self.sync_seconds = sync_seconds
-        self._engine = make_engine(database_url) if database_url else None
+        self._engine = make_engine(database_url, timeouts) if database_url else None
         if self._engine is not None:
             metadata.create_all(self._engine)
         self._persona_label = persona_label

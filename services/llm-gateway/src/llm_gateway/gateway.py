@@ -103,6 +103,7 @@ class Gateway:
             global_limit=settings.budget_usd_per_day,
             persona_limits=settings.persona_budgets_usd_per_day,
             database_url=settings.spend_database_url,
+            timeouts=settings.database_timeouts(),
             sync_seconds=settings.spend_sync_seconds,
             persona_label=self.persona_label,
         )

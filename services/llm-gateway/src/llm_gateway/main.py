@@ -43,6 +43,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         service="llm-gateway",
         settings=settings,
         routers=[chat.router],
-        readiness={"upstream": gateway.router.ping},
+        # The gateway serves while any upstream answers: the breaker and the fallbacks decide per call.
+        dependencies={f"upstream:{name}": upstream.ping for name, upstream in gateway.router.upstreams.items()},
         lifespan=lifespan,
     )

@@ -180,10 +180,6 @@ class ProviderRouter:
             code="model_not_found",
         )
 
-    async def ping(self) -> None:
-        for upstream in self.upstreams.values():
-            await upstream.ping()
-
     async def models(self) -> list[dict[str, Any]]:
         seen: dict[str, dict[str, Any]] = {}
         for upstream in self.upstreams.values():

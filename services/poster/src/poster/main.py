@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: PosterSettings | None = None) -> FastAPI:
     settings = settings or PosterSettings()
-    store = PostStore(settings.database_url)
+    store = PostStore(settings.database_url, settings.database_timeouts())
     slack = None if settings.dry_run else SlackPoster(settings)
     service = PosterService(settings, store, slack)
 

@@ -9,9 +9,9 @@ from prometheus_client import Counter
 
 from poster.settings import PosterSettings
 from poster.slack import REPLY_EVENT_TYPE, SlackPoster, SlackPostError
-from poster.store import PostState, PostStore
+from poster.store import UNCERTAIN, PostState, PostStore
 from technoshare_common.schemas import NoticeDelivery, PostStatus, ReplyRequest, ReplyResult
-from technoshare_common.slack_format import context_block, render_blocks, render_text
+from technoshare_common.slack_format import SLACK_SECTION_LIMIT, context_block, render_blocks, render_text
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,24 @@ def build_payload(request: ReplyRequest) -> dict[str, Any]:
     }
 
 
+SHORTENED_NOTE = "\n\n_Shortened: the whole reply was too long for Slack._"
+
+
+def shortened(payload: dict[str, Any]) -> dict[str, Any]:
+    """The message cut to one Block Kit section, after a whole sentence, for Slack's `msg_too_long`: a shorter
+    answer beats none. Its metadata stays, so a later attempt still finds it."""
+    text = str(payload["text"])
+    keep = SLACK_SECTION_LIMIT - len(SHORTENED_NOTE)
+    cut = text
+    if len(text) > keep:
+        head = text[:keep]
+        end = max(head.rfind(". "), head.rfind(".\n"))
+        cut = head[: end + 1] if end > 0 else head.rsplit(" ", 1)[0]
+    short = cut + SHORTENED_NOTE
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": short}}, *payload["blocks"][-1:]]
+    return payload | {"text": short, "blocks": blocks}
+
+
 class PosterService:
     def __init__(self, settings: PosterSettings, store: PostStore, slack: SlackPoster | None) -> None:
         self.settings = settings
@@ -102,21 +120,39 @@ class PosterService:
             if kind == Kind.reaction:
                 # Slack itself refuses a second identical reaction, so an earlier attempt's is never doubled.
                 added = slack.react(payload)
-                self.store.mark_posted(request.job_id, None)
+                self._record(self.store.mark_posted(request.job_id, claim.token, None))
                 log.info("reaction added" if added else "reaction was there already", extra={"kind": kind.value})
                 return result(PostStatus.reacted if added else PostStatus.already_posted)
-            if claim.previous == PostState.claimed:
-                # The last holder died mid-post: the message may be in Slack already.
+            if claim.previous in UNCERTAIN:
+                # An earlier attempt died mid-post or got no clear answer: the message may be in Slack already.
                 found = slack.find_posted(request.channel_id, request.thread_ts, request.job_id)
                 if found:
-                    self.store.mark_posted(request.job_id, found)
-                    log.info("found the message an interrupted attempt posted", extra={"message_ts": found})
+                    self._record(self.store.mark_posted(request.job_id, claim.token, found))
+                    log.info("found the message an earlier attempt posted", extra={"message_ts": found})
                     return result(PostStatus.already_posted, message_ts=found)
-            message_ts = slack.post(payload)
+            message_ts = self._post(slack, payload)
         except SlackPostError as exc:
-            self.store.mark_failed(request.job_id, exc.error)
-            log.error("posting failed", extra={"error": exc.error, "retryable": exc.retryable, "kind": kind.value})
+            self._record(self.store.mark_failed(request.job_id, claim.token, exc.error, exc.maybe_posted))
+            log.error(
+                "posting failed",
+                extra={"error": exc.error, "retryable": exc.retryable, "maybe_posted": exc.maybe_posted, "kind": kind},
+            )
             return result(PostStatus.failed, error=exc.error, retryable=exc.retryable)
-        self.store.mark_posted(request.job_id, message_ts)
+        self._record(self.store.mark_posted(request.job_id, claim.token, message_ts))
         log.info(f"{kind.value} posted", extra={"message_ts": message_ts, "channel_id": request.channel_id})
         return result(PostStatus.posted, message_ts=message_ts)
+
+    @staticmethod
+    def _post(slack: SlackPoster, payload: dict[str, Any]) -> str:
+        try:
+            return slack.post(payload)
+        except SlackPostError as exc:
+            if exc.error != "msg_too_long":
+                raise
+        log.warning("Slack found the message too long; posting it shortened")
+        return slack.post(shortened(payload))
+
+    @staticmethod
+    def _record(held: bool) -> None:
+        if not held:
+            log.warning("this attempt's claim was taken over meanwhile; its record is the newer attempt's")

@@ -21,14 +21,26 @@ class PosterSettings(ServiceSettings):
         validation_alias="SLACK_RATE_LIMIT_RETRIES",
         description="Waits for Slack's Retry-After before giving up.",
     )
-    slack_timeout_seconds: int = Field(
-        15, gt=0, validation_alias="SLACK_TIMEOUT_SECONDS", description="Timeout of one call to Slack."
+    rate_limit_max_wait_seconds: float = Field(
+        10.0,
+        ge=0,
+        validation_alias="SLACK_RATE_LIMIT_MAX_WAIT_SECONDS",
+        description="A longer Retry-After is not waited out: the post fails as retryable and the job retries later.",
+    )
+    slack_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        validation_alias="SLACK_TIMEOUT_SECONDS",
+        description="Timeout of one call to Slack. A post that times out may still have been taken: the next "
+        "attempt searches the thread for it before posting.",
     )
     claim_stale_seconds: float = Field(
         60.0,
         gt=0,
         validation_alias="POST_CLAIM_STALE_SECONDS",
-        description="A post claimed longer ago than this was interrupted; Slack is checked before posting again.",
+        description="A post claimed longer ago than this was interrupted; Slack is checked before posting again. "
+        "Keep it above a post's longest run (SLACK_TIMEOUT_SECONDS plus the rate-limit waits), or a live attempt "
+        "can be taken over.",
     )
 
     @property

@@ -1,16 +1,15 @@
 """POST /slack/events: the only public endpoint. It answers Slack fast and never loses an event."""
 
-import asyncio
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from prometheus_client import Counter
 from slack_sdk.signature import SignatureVerifier
 
-from ingest.dependencies import get_ack_executor, get_dispatcher, get_feedback, get_settings, get_store
+from ingest.ack import AckStore, StoreUnavailable
+from ingest.dependencies import get_ack_store, get_dispatcher, get_feedback, get_settings, get_store
 from ingest.dispatcher import Dispatcher
 from ingest.feedback import FeedbackRecorder, Reaction, reaction_from
 from ingest.settings import IngestSettings
@@ -37,7 +36,7 @@ async def slack_events(
     store: Annotated[JobStore, Depends(get_store)],
     dispatcher: Annotated[Dispatcher, Depends(get_dispatcher)],
     feedback: Annotated[FeedbackRecorder, Depends(get_feedback)],
-    executor: Annotated[ThreadPoolExecutor, Depends(get_ack_executor)],
+    acks: Annotated[AckStore, Depends(get_ack_store)],
 ) -> Response:
     body = await _read_capped(request, settings.max_body_bytes)
     verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
@@ -64,7 +63,7 @@ async def slack_events(
 
     event = payload["event"]
     if (reaction := reaction_from(event)) is not None:
-        return await _feedback(reaction, settings, store, feedback, executor)
+        return await _feedback(reaction, settings, store, feedback, acks)
     reason = ignore_reason(event, settings.channel_id)
     if reason:
         SLACK_EVENTS.labels("ignored").inc()
@@ -78,7 +77,11 @@ async def slack_events(
     event_id = payload.get("event_id")
     created = 0
     for link in links:
-        job_id, is_new = await asyncio.get_running_loop().run_in_executor(executor, store.enqueue, link, event_id)
+        try:
+            job_id, is_new = await acks.call(store.enqueue, link, event_id)
+        except StoreUnavailable:
+            SLACK_EVENTS.labels("store_unavailable").inc()  # Slack delivers it again; links stored already dedup
+            raise
         created += is_new
         log.info(
             "job accepted" if is_new else "duplicate link ignored",
@@ -112,16 +115,15 @@ async def _feedback(
     settings: IngestSettings,
     store: JobStore,
     feedback: FeedbackRecorder,
-    executor: ThreadPoolExecutor,
+    acks: AckStore,
 ) -> Response:
     verdict = settings.feedback_reactions.get(reaction.reaction)
-    job = (
-        await asyncio.get_running_loop().run_in_executor(
-            executor, store.find_by_reply, reaction.channel_id, reaction.message_ts
-        )
-        if verdict is not None
-        else None
-    )
+    try:
+        known = verdict is not None
+        job = await acks.call(store.find_by_reply, reaction.channel_id, reaction.message_ts) if known else None
+    except StoreUnavailable:
+        SLACK_EVENTS.labels("store_unavailable").inc()
+        raise
     if verdict is None or job is None:
         SLACK_EVENTS.labels("ignored").inc()
         return Response(status_code=status.HTTP_200_OK)
