@@ -6,11 +6,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from composer.llm import LLMClient, parse_json_object
 from composer.output_schemas import response_format, stage_a_schema
 from composer.prompts import PromptTemplate
+from composer.search_policy import SearchRefused, allowed_search
 from composer.settings import ComposerSettings
 from technoshare_common.http import ServiceError
 from technoshare_common.schemas import (
@@ -25,13 +27,19 @@ from technoshare_common.tracing import tracer
 
 log = logging.getLogger(__name__)
 
+SEARCHES_REFUSED = Counter(
+    "technoshare_search_refused_total",
+    "Stage A's search calls refused: off the source's site, or carrying words of the Slack message.",
+)
+
 SEARCH_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "search",
         "description": (
             "Read one more source when the evidence is too thin: pass `url` to read a link the evidence "
-            "mentions, or `query` to search arXiv. Returns short snippets."
+            "mentions (or another page of the source's own site), or `query` to search arXiv. Returns short "
+            "snippets."
         ),
         "parameters": {
             "type": "object",
@@ -110,7 +118,7 @@ class StageA:
                 for call in result.tool_calls:
                     tool_calls += 1
                     with tracer.span("search_tool_call", span_type="TOOL", inputs=call.function.arguments) as span:
-                        answer, snippets = await self._search(call.function.arguments)
+                        answer, snippets = await self._search(call.function.arguments, evidence, slack_text)
                         span.set_attributes({"snippet_count": len(snippets)})
                     extra += snippets
                     messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
@@ -131,11 +139,16 @@ class StageA:
                     },
                 ]
 
-    async def _search(self, arguments: str) -> tuple[str, list[Snippet]]:
+    async def _search(self, arguments: str, evidence: Evidence, slack_text: str) -> tuple[str, list[Snippet]]:
         assert self.search is not None
         try:
             args = json.loads(arguments or "{}")
-            request = SearchRequest(query=args.get("query"), url=args.get("url"), max_results=3)
+            asked = SearchRequest(query=args.get("query"), url=args.get("url"), max_results=3)
+            request = allowed_search(asked, evidence, slack_text)
+        except SearchRefused as exc:
+            SEARCHES_REFUSED.inc()
+            log.warning("search refused", extra={"reason": str(exc)})
+            return f"search refused: {exc}", []
         except (ValueError, ValidationError) as exc:
             return f"search refused: {exc}", []
         try:
