@@ -126,7 +126,20 @@ def test_the_spool_is_an_empty_dir_by_default() -> None:
     for service in SERVICES:
         spec = deployments(documents)[service]
         assert {"name": "spool", "emptyDir": {"sizeLimit": "1Gi"}} in spec["volumes"]
-        assert pod_env(spec["containers"][0], documents, "p")["MLFLOW_SPOOL_DIR"] == SPOOL
+        env = pod_env(spec["containers"][0], documents, "p")
+        assert env["MLFLOW_SPOOL_DIR"] == SPOOL
+        assert int(env["SPOOL_MAX_BYTES"]) < 1024**3  # the spool drops its oldest records before the kubelet evicts
+
+
+def test_the_spools_budget_follows_its_volume() -> None:
+    documents = render("--set", "spool.sizeLimit=4Gi", "--set", "spool.maxBytes=3221225472")
+    for service in SERVICES:
+        spec = deployments(documents)[service]
+        assert {"name": "spool", "emptyDir": {"sizeLimit": "4Gi"}} in spec["volumes"]
+        env = pod_env(spec["containers"][0], documents, "p")
+        assert (env["SPOOL_MAX_BYTES"], env["SPOOL_KEEP_REJECTED_HOURS"]) == ("3221225472", "72")
+        settings = ComposerSettings(**{k: v for k, v in env.items() if k.startswith("SPOOL_")})
+        assert settings.spool_max_bytes == 3 * 1024**3
 
 
 def test_a_persistent_spool_is_a_pvc_per_service_and_a_directory_per_pod() -> None:

@@ -1,5 +1,8 @@
 """The disk spool's contract: order, follow-up steps, records that must wait, refused and unreadable records."""
 
+import json
+import os
+import time
 from pathlib import Path
 
 from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS, MlflowException
@@ -11,7 +14,14 @@ from mlflow.protos.databricks_pb2 import (
 )
 from prometheus_client import REGISTRY
 
-from technoshare_common.spool import REJECTION_STATUSES, Deferred, DiskSpool, Record, rejected_by_mlflow
+from technoshare_common.spool import (
+    REJECTION_STATUSES,
+    Deferred,
+    DiskSpool,
+    Record,
+    SpoolVolume,
+    rejected_by_mlflow,
+)
 
 
 class Receiver:
@@ -102,3 +112,47 @@ def test_the_statuses_started_at_zero_are_every_refusal_mlflow_reports() -> None
         if rejected_by_mlflow(MlflowException("refused", error_code=ErrorCode.Value(name)))
     }
     assert refusals == set(REJECTION_STATUSES)
+
+
+def _dropped(kind: str) -> float:
+    return REGISTRY.get_sample_value("technoshare_mlflow_spool_dropped_total", {"kind": kind}) or 0.0
+
+
+def _bytes_under(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+
+
+def test_the_spools_of_a_volume_stay_under_its_budget_by_dropping_the_oldest_records(tmp_path: Path) -> None:
+    SpoolVolume.configure(tmp_path, max_bytes=4000, keep_set_aside_hours=1)
+    receiver = Receiver()
+    receiver.down = True  # MLflow is away for long: everything waits
+    runs, traces = DiskSpool(tmp_path / "job-runs", "run", receiver), DiskSpool(tmp_path / "traces", "span", receiver)
+    for spool in (runs, traces):
+        spool.start()
+        spool.stop()  # the sender thread is not needed: nothing can be sent
+    before = _dropped("run"), _dropped("span")
+    for number in range(20):
+        spool = runs if number % 2 == 0 else traces
+        assert spool.put({"name": f"record-{number:02d}", "padding": "x" * 400})
+        assert _bytes_under(tmp_path) <= 4000
+    size = len(json.dumps({"name": "record-00", "padding": "x" * 400}))
+    fits = 4000 // size  # 9 records of 436 bytes
+    kept = sorted(json.loads(p.read_text())["name"] for p in tmp_path.rglob("*.json"))
+    assert kept == [f"record-{number:02d}" for number in range(20 - fits, 20)]  # the newest, whichever spool
+    dropped = range(20 - fits)
+    run_dropped, span_dropped = sum(1 for n in dropped if n % 2 == 0), sum(1 for n in dropped if n % 2 == 1)
+    assert (_dropped("run") - before[0], _dropped("span") - before[1]) == (run_dropped, span_dropped)
+
+
+def test_set_aside_records_are_pruned_after_their_keep_time(tmp_path: Path) -> None:
+    SpoolVolume.configure(tmp_path, max_bytes=10**6, keep_set_aside_hours=24)
+    spool = DiskSpool(tmp_path / "job-runs", "test", Receiver())
+    spool.start()
+    spool.stop()
+    old, recent = tmp_path / "job-runs" / "1.rejected", tmp_path / "job-runs" / "2.bad"
+    for path in (old, recent):
+        path.write_text("{}")
+    two_days_ago = time.time() - 48 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    assert spool.drain_once() is True
+    assert not old.exists() and recent.exists() and spool.set_aside() == 1

@@ -142,6 +142,10 @@ poster: {key: poster, port: 8004, module: poster}
 {{- end }}
 - name: MLFLOW_TRACKING_URI
   value: {{ include "technoshare.mlflowUri" . | quote }}
+- name: SPOOL_MAX_BYTES
+  value: {{ .Values.spool.maxBytes | int64 | quote }}
+- name: SPOOL_KEEP_REJECTED_HOURS
+  value: {{ .Values.spool.keepRejectedHours | quote }}
 {{- if .Values.spool.persistence.enabled }}
 - name: POD_NAME
   valueFrom:

@@ -24,6 +24,7 @@ from technoshare_common.context import JOB_ID_HEADER, TRACEPARENT_HEADER
 from technoshare_common.logging import configure_logging
 from technoshare_common.metrics import RequestContextMiddleware, metrics_endpoint
 from technoshare_common.settings import ServiceSettings
+from technoshare_common.spool import SpoolVolume
 from technoshare_common.tracing import TracingMiddleware, tracer
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -140,6 +141,7 @@ def create_app(
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        SpoolVolume.configure(settings.mlflow_spool_dir, settings.spool_max_bytes, settings.spool_keep_rejected_hours)
         if settings.internal_token is None:
             log.warning("TECHNOSHARE_INTERNAL_TOKEN is unset: service-to-service auth is disabled")
         for old, new in settings.renamed_variables_set().items():

@@ -81,6 +81,21 @@ class ServiceSettings(BaseSettings):
         "go unacknowledged before the connection is dropped (tcp_user_timeout).",
     )
 
+    spool_max_bytes: int = Field(
+        800 * 1024 * 1024,
+        ge=1024 * 1024,
+        validation_alias="SPOOL_MAX_BYTES",
+        description="The most MLFLOW_SPOOL_DIR may hold, all its spools together; past it the oldest records are "
+        "dropped (technoshare_mlflow_spool_dropped_total). Keep it below the volume's size (the chart's "
+        "spool.sizeLimit), or the kubelet evicts the pod with everything on it.",
+    )
+    spool_keep_rejected_hours: float = Field(
+        72.0,
+        gt=0,
+        validation_alias="SPOOL_KEEP_REJECTED_HOURS",
+        description="Records MLflow refused or that no longer parse (*.rejected, *.bad) are deleted after this.",
+    )
+
     def database_timeouts(self) -> DatabaseTimeouts:
         return DatabaseTimeouts(
             connect_seconds=self.database_connect_timeout_seconds,

@@ -3,8 +3,15 @@
 Writing a record costs the caller one small file. A daemon thread sends the files oldest first and deletes
 each once it is sent; while MLflow is down or hangs they wait, with a growing pause between attempts,
 and they survive a restart of the process.
+
+The spools of a process share one volume (MLFLOW_SPOOL_DIR; composer keeps two spools there), and a full volume
+gets the pod evicted with every record on it. So the volume has a budget (SpoolVolume, SPOOL_MAX_BYTES, below the
+volume's size): when a new record would pass it, the oldest records are dropped, counted in
+technoshare_mlflow_spool_dropped_total. Set-aside records (*.rejected, *.bad) are pruned after
+SPOOL_KEEP_REJECTED_HOURS.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -36,6 +43,12 @@ SPOOL_SET_ASIDE = Gauge(
     ["kind"],
 )
 
+SPOOL_DROPPED = Counter(
+    "technoshare_mlflow_spool_dropped_total",
+    "Records dropped unsent, oldest first, to keep the spool's volume under SPOOL_MAX_BYTES, by kind.",
+    ["kind"],
+)
+
 REJECTION_STATUSES = ("400", "401", "403", "404", "409", "499")
 """The 4xx statuses MLflow's client reports a refusal with (any other status arrives as 500). Their series
 start at 0, so that the first refusal is an increase an alert can see."""
@@ -62,11 +75,89 @@ def rejected_by_mlflow(exc: Exception) -> bool:
     return 400 <= status < 500 and status not in (408, 429)
 
 
+class SpoolVolume:
+    """The bytes all spools under `root` may hold together, and how long their set-aside records are kept.
+
+    Configured once per process (`configure`, from create_app); a spool under a configured root finds its volume
+    itself. The usage is counted as records are written and rescanned when it nears the budget, so a write costs no
+    walk of the volume in the common case."""
+
+    _configured: "dict[Path, SpoolVolume]" = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, root: Path, max_bytes: int, keep_set_aside_seconds: float) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.keep_set_aside_seconds = keep_set_aside_seconds
+        self.kinds: dict[Path, str] = {}  # each spool's directory -> its kind, for the dropped counter
+        self.used: int | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def configure(cls, root: Path, max_bytes: int, keep_set_aside_hours: float) -> "SpoolVolume":
+        with cls._registry_lock:
+            volume = cls._configured[root.resolve()] = SpoolVolume(root, max_bytes, keep_set_aside_hours * 3600)
+        return volume
+
+    @classmethod
+    def of(cls, directory: Path) -> "SpoolVolume | None":
+        resolved = directory.resolve()
+        with cls._registry_lock:
+            found = [root for root in cls._configured if resolved == root or root in resolved.parents]
+            return cls._configured[max(found, key=lambda root: len(root.parts))] if found else None
+
+    def _scan(self) -> list[tuple[str, Path, int]]:
+        """Every file under the root with its size, and the records ((name, path, size) of *.json) oldest first."""
+        total, records = 0, []
+        for path in self.root.rglob("*"):
+            try:
+                size = path.stat().st_size if path.is_file() else 0
+            except OSError:  # sent and deleted meanwhile
+                continue
+            total += size
+            if path.suffix == ".json":
+                records.append((path.name, path, size))
+        self.used = total
+        return sorted(records)
+
+    def make_room(self, needed: int) -> None:
+        """Drops the oldest records until `needed` more bytes fit in the budget."""
+        with self._lock:
+            if self.used is not None and self.used + needed <= self.max_bytes:
+                self.used += needed
+                return
+            records = self._scan()
+            dropped: dict[str, int] = {}
+            for _, path, size in records:
+                assert self.used is not None
+                if self.used + needed <= self.max_bytes:
+                    break
+                path.unlink(missing_ok=True)
+                self.used -= size
+                kind = self.kinds.get(path.parent.resolve(), "unknown")
+                dropped[kind] = dropped.get(kind, 0) + 1
+            for kind, count in dropped.items():
+                SPOOL_DROPPED.labels(kind).inc(count)
+                log.error(
+                    "the spool's volume is full; the oldest records were dropped unsent",
+                    extra={"kind": kind, "dropped": count, "max_bytes": self.max_bytes},
+                )
+            if self.used is not None:
+                self.used += needed
+
+    def forget(self, size: int) -> None:
+        """A record sent and deleted."""
+        with self._lock:
+            if self.used is not None:
+                self.used = max(0, self.used - size)
+
+
 class DiskSpool:
     def __init__(self, directory: Path, kind: str, send: Send) -> None:
         self.directory = directory
         self.kind = kind
         self._send = send
+        self.volume: SpoolVolume | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,6 +167,10 @@ class DiskSpool:
         if self._thread is not None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
+        # Found at start, not construction: create_app configures the volumes as the process starts.
+        self.volume = SpoolVolume.of(self.directory)
+        if self.volume is not None:
+            self.volume.kinds[self.directory.resolve()] = self.kind
         SPOOL_BACKLOG.labels(self.kind).set_function(self.backlog)
         SPOOL_SET_ASIDE.labels(self.kind).set_function(self.set_aside)
         for status in REJECTION_STATUSES:
@@ -118,7 +213,10 @@ class DiskSpool:
     def put(self, record: Record) -> bool:
         """Keeps the record for sending; never raises, so the caller's work cannot fail on it."""
         try:
-            self._write(record, self.directory / f"{time.time_ns()}.json")
+            data = json.dumps(record, ensure_ascii=False)
+            if self.volume is not None:
+                self.volume.make_room(len(data.encode()))
+            self._write_text(data, self.directory / f"{time.time_ns()}.json")
         except (OSError, TypeError, ValueError) as exc:
             SPOOL_RECORDS.labels(self.kind, "spool_failed").inc()
             log.error("could not spool a record for MLflow", extra={"kind": self.kind, "error": str(exc)[:300]})
@@ -127,10 +225,29 @@ class DiskSpool:
         return True
 
     def _write(self, record: Record, path: Path) -> None:
+        self._write_text(json.dumps(record, ensure_ascii=False), path)
+
+    def _write_text(self, data: str, path: Path) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=self.directory, suffix=".tmp", delete=False) as handle:
-            json.dump(record, handle, ensure_ascii=False)
+            handle.write(data)
         os.replace(handle.name, path)
+
+    def prune_set_aside(self) -> int:
+        """Deletes set-aside records older than the volume's SPOOL_KEEP_REJECTED_HOURS; how many."""
+        if self.volume is None or not self.directory.exists():
+            return 0
+        oldest = time.time() - self.volume.keep_set_aside_seconds
+        pruned = 0
+        for pattern in ("*.rejected", "*.bad"):
+            for path in self.directory.glob(pattern):
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime < oldest:
+                        path.unlink()
+                        pruned += 1
+        if pruned:
+            log.info("pruned old set-aside records", extra={"kind": self.kind, "pruned": pruned})
+        return pruned
 
     def _drain_forever(self) -> None:
         pause = 2.0
@@ -146,6 +263,7 @@ class DiskSpool:
     def drain_once(self) -> bool:
         """Sends every spooled record, oldest first; False when MLflow failed (the rest wait) or one was deferred."""
         all_sent = True
+        self.prune_set_aside()
         for path in sorted(self.directory.glob("*.json")):
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
@@ -175,7 +293,11 @@ class DiskSpool:
                 self.available = False
                 return False
             if follow_up is None:
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    size = path.stat().st_size
+                    path.unlink()
+                    if self.volume is not None:
+                        self.volume.forget(size)
                 SPOOL_RECORDS.labels(self.kind, "sent").inc()
             else:
                 self._write(follow_up, path)
