@@ -37,7 +37,7 @@ NAMESPACE = "technoshare"
 RELEASE = "technoshare"
 IMAGES = ROOT / ".cache" / "images.json"
 VALUES = Path(__file__).parent / "values.yaml"
-PUSHGATEWAY_IMAGE = "technoshare-rehearsal/pushgateway:debian"
+PUSHGATEWAY_IMAGE = "technoshare-rehearsal/pushgateway:debian-own-address"
 S3_KEYS = {"access-key-id": "rehearsal", "secret-access-key": "rehearsal-secret"}
 
 
@@ -47,6 +47,7 @@ class Rehearsal:
     manifests: Manifests
     slack: FakeSlack
     llm: ScriptedLLM
+    fallback_llm: ScriptedLLM  # the gateway's second upstream, for the models in LLM_FALLBACK_MODELS
     s3_endpoint: str
     bucket: str
     images: dict[str, Any]
@@ -138,9 +139,11 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
     # The eval CronJob composes the dataset's first two examples (values.yaml): LoRA gets the scripted reply, and
     # QLoRA its recorded good one, which the content gates accept on QLoRA's evidence.
     slack, llm = FakeSlack(), ScriptedLLM(replies=recorded_good_replies(["arxiv-2305-14314"]))
+    fallback_llm = ScriptedLLM()
     with ExitStack() as stack:
         slack_url = stack.enter_context(serve_in_thread(slack.app))
         llm_url = stack.enter_context(serve_in_thread(llm.app))
+        fallback_url = stack.enter_context(serve_in_thread(fallback_llm.app))
         samples_url = stack.enter_context(serve_in_thread(sample_site.app))
         s3_port = free_port()
         s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
@@ -164,7 +167,25 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
                 "internalToken": {"token": internal_token},
             },
             "externalS3": {"endpoint": s3_endpoint},
-            "llmGateway": {"upstreamBaseUrl": f"{llm_url}/v1"},
+            "llmGateway": {
+                "upstreamBaseUrl": f"{llm_url}/v1",
+                # A second provider: while the first fails, the gateway answers from it (test_outages.py).
+                "env": [
+                    {
+                        "name": "LLM_UPSTREAMS",
+                        "value": json.dumps(
+                            {
+                                "primary": {"base_url": f"{llm_url}/v1", "api_key_env": "OPENAI_API_KEY"},
+                                "fallback": {"base_url": f"{fallback_url}/v1", "api_key_env": "OPENAI_API_KEY"},
+                            }
+                        ),
+                    },
+                    {"name": "LLM_MODEL_ROUTES", "value": json.dumps({"*": "primary", "fallback-": "fallback"})},
+                    {"name": "LLM_FALLBACK_MODELS", "value": json.dumps({"gpt-4o-mini": ["fallback-gpt-4o-mini"]})},
+                ],
+            },
+            # Retries come back within 10 s once an outage ends (the default doubles up to 120 s).
+            "ingest": {"env": [{"name": "JOB_RETRY_MAX_SECONDS", "value": "10"}]},
             "retrieval": {
                 "env": [
                     {"name": "ARXIV_API_URL", "value": f"{samples_url}/arxiv/api/query"},
@@ -200,6 +221,8 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
         stack.callback(release.uninstall)
         release.install()
         ingest = IngestClient(f"http://127.0.0.1:{SERVICE_PORTS['ingest']}", signing_secret, internal_token)
-        rehearsal = Rehearsal(release, manifests, slack, llm, s3_endpoint, bucket, images, workdir, ingest)
+        rehearsal = Rehearsal(
+            release, manifests, slack, llm, fallback_llm, s3_endpoint, bucket, images, workdir, ingest
+        )
         yield rehearsal
         assert_no_refused_records(rehearsal)  # what the last test sent may have been refused after it ended

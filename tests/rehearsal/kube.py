@@ -7,10 +7,12 @@ rehearsal instead of being silently dropped. What it knowingly leaves to a real 
 HPAs, PodDisruptionBudgets, Ingress/HTTPRoute, ServiceMonitors/PrometheusRules (the rehearsal hands the
 latter two to a real Prometheus itself).
 
-Networking: every container shares the host's network namespace and listens on loopback, so one pod per
-workload (ports would collide) and every Service port must equal its target port. Every Service name (short,
-`.ns`, `.ns.svc`, `.ns.svc.<cluster domain>`) resolves to 127.0.0.1 inside the containers (`--add-host`), so
-clients send the Host headers they send in a cluster.
+Networking: every container shares the host's network namespace, so one pod per workload (ports would collide),
+and a container listens on its pod's address, 127.0.0.1 (an address `0.0.0.0` in its command becomes 127.0.0.1).
+Each Service gets a loopback address of its own, where tests/rehearsal/routing.py forwards each Service port to its
+target port on the pod while the pod's readiness probe passes, as kube-proxy does: an unready pod leaves its
+Service. Every Service name (short, `.ns`, `.ns.svc`, `.ns.svc.<cluster domain>`) resolves to that address inside
+the containers (`--add-host`), so clients send the Host headers they send in a cluster.
 """
 
 import base64
@@ -125,6 +127,14 @@ class ContainerRun:
     working_dir: str | None = None
 
 
+@dataclass(frozen=True)
+class ServiceRoute:
+    service: str
+    port: int
+    backend: str  # the workload the Service selects
+    target_port: int
+
+
 @dataclass
 class Workload:
     kind: str
@@ -195,16 +205,14 @@ class Manifests:
         """Hook workloads of one phase in Helm's order: weight, then name."""
         return sorted((w for w in self.workloads() if phase in w.hook), key=lambda w: (w.weight, w.name))
 
-    def service_hosts(self, cluster_domain: str = CLUSTER_DOMAIN) -> list[str]:
-        names = []
-        for service in self.of_kind("Service"):
-            short = service["metadata"]["name"]
-            ns = self.namespace
-            names += [short, f"{short}.{ns}", f"{short}.{ns}.svc", f"{short}.{ns}.svc.{cluster_domain}"]
-        return names
+    def service_names(self, service: str, cluster_domain: str = CLUSTER_DOMAIN) -> list[str]:
+        """The names cluster DNS answers for a Service."""
+        ns = self.namespace
+        return [service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.{cluster_domain}"]
 
-    def check_services(self) -> None:
-        """On the host network a Service cannot remap ports: each must target its own port number."""
+    def service_routes(self) -> list[ServiceRoute]:
+        """Each Service port with the target port on the one workload the Service selects."""
+        routes = []
         ports_by_workload = {
             w.name: {
                 p.get("name", str(p["containerPort"])): p["containerPort"]
@@ -222,12 +230,14 @@ class Manifests:
             ]
             if len(backends) != 1:
                 raise Unsupported(f"Service {service['metadata']['name']} selects {len(backends)} workloads")
-            ports = ports_by_workload[backends[0]["metadata"]["name"]]
+            backend = backends[0]["metadata"]["name"]
             for port in service["spec"]["ports"]:
                 target = port.get("targetPort", port["port"])
-                number = ports[target] if isinstance(target, str) else target
-                if number != port["port"]:
-                    raise Unsupported(f"Service {service['metadata']['name']}: port {port['port']} -> {number}")
+                if isinstance(target, str) and target not in ports_by_workload[backend]:
+                    raise Unsupported(f"Service {service['metadata']['name']}: no port named {target} on {backend}")
+                number = ports_by_workload[backend][target] if isinstance(target, str) else int(target)
+                routes.append(ServiceRoute(service["metadata"]["name"], int(port["port"]), backend, number))
+        return routes
 
 
 def expand(value: str, env: dict[str, str]) -> str:
@@ -341,6 +351,14 @@ def _write_files(target: Path, data: dict[str, str], items: list[dict[str, str]]
             folder.chmod(0o755)
 
 
+def _command(parts: list[Any] | None, env: dict[str, str]) -> list[str] | None:
+    """Variables expanded as the kubelet does, and a container listening on its pod's address: here 127.0.0.1,
+    leaving the Services' addresses to their proxies."""
+    if parts is None:
+        return None
+    return [expand(str(part), env).replace("0.0.0.0", "127.0.0.1") for part in parts]
+
+
 def container_runs(workload: Workload, manifests: Manifests, files: Path) -> list[ContainerRun]:
     """The pod's containers as Docker runs them; `files` holds the pod's ConfigMap, Secret and PVC folders."""
     pod = workload.pod_spec
@@ -402,8 +420,8 @@ def container_runs(workload: Workload, manifests: Manifests, files: Path) -> lis
                 pod=workload.name,
                 name=container["name"],
                 image=container["image"],
-                entrypoint=[expand(part, env) for part in container["command"]] if "command" in container else None,
-                command=[expand(str(part), env) for part in container["args"]] if "args" in container else None,
+                entrypoint=_command(container.get("command"), env),
+                command=_command(container.get("args"), env),
                 environment=env,
                 user=None if uid is None else f"{uid}:{gid}" if gid is not None else str(uid),
                 group_add=groups,

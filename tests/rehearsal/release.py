@@ -13,6 +13,7 @@ import requests
 from docker.models.containers import Container
 
 from tests.rehearsal.kube import ContainerRun, Manifests, Probe, Workload, container_runs
+from tests.rehearsal.routing import ServiceRouter
 
 LABEL = "technoshare.rehearsal"
 
@@ -37,7 +38,8 @@ class Release:
         self.ready_timeout = ready_timeout
         self.client = docker.from_env()
         self.running: dict[str, Running] = {}
-        self.hosts = dict.fromkeys(manifests.service_hosts(), "127.0.0.1")
+        self.router = ServiceRouter(manifests)
+        self.hosts = self.router.hosts
         self.log_dir = workdir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -46,9 +48,9 @@ class Release:
     def install(self) -> None:
         self.remove_leftovers()
         self.manifests.check_kinds()
-        self.manifests.check_services()
         workloads = [w for w in self.manifests.workloads() if not w.hook and w.kind in ("Deployment", "StatefulSet")]
         self._check_ports_free(workloads)
+        self.router.start(self.is_ready)
         for hook in self.manifests.hooks("pre-install"):
             self.run_to_completion(hook)
         for workload in workloads:
@@ -66,6 +68,7 @@ class Release:
                 self._save_logs(running.container, name)
         self.remove_leftovers()
         self.running.clear()
+        self.router.close()
 
     def remove_leftovers(self) -> None:
         """Containers of this namespace left by an earlier run that was killed (their names and ports clash)."""
@@ -92,6 +95,19 @@ class Release:
                     if time.monotonic() > deadline:
                         raise self.failure(name, f"{kind} probe {probe.path or probe.port} not passing")
                     time.sleep(min(probe.period, 1.0))
+
+    def is_ready(self, name: str) -> bool:
+        """Running and passing its readiness probe: what puts a pod behind its Service."""
+        running = self.running.get(name)
+        if running is None:
+            return False
+        probes = [p for p in running.run.probes if p.kind == "readiness"]
+        if not probes:
+            with contextlib.suppress(docker.errors.NotFound):
+                running.container.reload()
+                return bool(running.container.status == "running")
+            return False
+        return all(self._probe(probe) for probe in probes)
 
     def check_healthy(self) -> None:
         """Every workload still running, live and ready (what a cluster would report)."""

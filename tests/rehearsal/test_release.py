@@ -56,10 +56,12 @@ def test_every_container_runs_as_the_chart_says(rehearsal: Rehearsal) -> None:
         assert attrs["Config"]["Image"] == rehearsal.images["images"][service], service
         revision = [e for e in attrs["Config"]["Env"] if e.startswith("TECHNOSHARE_GIT_REVISION=")]
         assert revision == [f"TECHNOSHARE_GIT_REVISION={rehearsal.images['revision']}"], service
-    # Every Service name resolves inside a container, as cluster DNS would answer it.
+    # Every Service name resolves inside a container to its Service's address, as cluster DNS would answer it.
     hosts = rehearsal.release.container("technoshare-composer").exec_run(["cat", "/etc/hosts"]).output.decode()
+    addresses = rehearsal.release.router.addresses
     for name in ("technoshare-mlflow", "technoshare-mlflow.technoshare.svc.cluster.local", "technoshare-ingest"):
-        assert re.search(rf"^127\.0\.0\.1\s+{re.escape(name)}$", hosts, re.M), name
+        address = addresses[name.split(".")[0]]
+        assert address != "127.0.0.1" and re.search(rf"^{re.escape(address)}\s+{re.escape(name)}$", hosts, re.M), name
     # The root really is read-only: /var/tmp is writable by anyone on a writable root.
     denied = rehearsal.release.container("technoshare-composer").exec_run(["sh", "-c", "touch /var/tmp/x"])
     assert denied.exit_code != 0 and b"Read-only file system" in denied.output, denied.output

@@ -120,9 +120,9 @@ class ServiceProxy:
     packets); `thaw` delivers what waited.
     """
 
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._listener = socket.create_server((host, port))
+        self.host, self.port = host, self._listener.getsockname()[1]
         self._flowing = threading.Event()
         self._flowing.set()
         self._backends: list[int] = []
@@ -133,7 +133,7 @@ class ServiceProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def route_to(self, *ports: int) -> None:
         with self._lock:

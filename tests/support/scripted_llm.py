@@ -86,6 +86,7 @@ class ScriptedLLM:
         self.requests: list[dict[str, Any]] = []
         self.slow_seconds = 0.0
         self.contradicted = ""  # the entailment judge finds claims containing this text contradicted
+        self.failing = False  # a provider outage: every call answers 500
         self.lock = threading.Lock()
         self.app = self._build()
 
@@ -100,12 +101,18 @@ class ScriptedLLM:
     def _build(self) -> FastAPI:
         app = FastAPI()
 
+        outage = {"error": {"message": "the provider is having an outage", "type": "server_error"}}
+
         @app.get("/v1/models")
-        async def models() -> dict[str, Any]:
+        async def models() -> Any:
+            if self.failing:
+                return JSONResponse(outage, status_code=500)
             return {"object": "list", "data": [{"id": "scripted", "object": "model", "owned_by": "tests"}]}
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> JSONResponse:
+            if self.failing:
+                return JSONResponse(outage, status_code=500)
             body = await request.json()
             with self.lock:
                 self.requests.append(body)

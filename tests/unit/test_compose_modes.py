@@ -19,7 +19,7 @@ from composer.quality.evidence import EvidenceIndex
 from composer.quality.gates import GateConfig, parse_reply
 from composer.quality.themes import theme_strengths
 from composer.settings import ComposerSettings
-from technoshare_common.metrics import REPLY_FALLBACKS
+from technoshare_common.metrics import JOB_ATTEMPTS
 from technoshare_common.schemas import (
     Evidence,
     NoticeDelivery,
@@ -255,7 +255,7 @@ async def test_a_draft_the_gates_refuse_after_repair_is_answered_by_the_extracti
     # Every draft uses **bold**; Stage A searches, and what it reads is evidence for the draft, but the fallback
     # quotes the link itself.
     job = JOB.model_copy(update={"slack_text": "LoRA again break-the-gates use-search"})
-    before = REPLY_FALLBACKS.labels("slack_formatting")._value.get()
+    before = JOB_ATTEMPTS.labels("success")._value.get()
     result = await composer_pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="abstractive").run_job(job)
     assert result.outcome == Outcome.success and result.compose_mode == "extractive_fallback", result.gates
     assert result.repaired and [g.name for g in result.refused_gates] == ["slack_formatting"]
@@ -264,7 +264,7 @@ async def test_a_draft_the_gates_refuse_after_repair_is_answered_by_the_extracti
     [request] = services.posted
     assert request.reply is not None
     assert all(s in source_text(services.evidence) for s in request.reply.tldr + request.reply.summary)
-    assert REPLY_FALLBACKS.labels("slack_formatting")._value.get() == before + 1
+    assert JOB_ATTEMPTS.labels("success")._value.get() == before + 1  # the job's fate is ingest's to count
     assert result.tool_calls == 1
 
 

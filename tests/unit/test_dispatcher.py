@@ -15,7 +15,7 @@ from ingest.settings import IngestSettings
 from ingest.slack_events import SharedLink
 from ingest.store import JobStore
 from technoshare_common.http import ServiceError
-from technoshare_common.schemas import ComposeResult, JobCheckpoints, JobRunRequest, JobState, Outcome
+from technoshare_common.schemas import ComposeResult, GateResult, JobCheckpoints, JobRunRequest, JobState, Outcome
 from tests.support.jobs import arxiv_job
 from tests.support.servers import wait_until
 
@@ -267,3 +267,39 @@ async def test_a_stored_link_composer_would_refuse_ends_error_without_being_sent
     assert view is not None and view.outcome == Outcome.error and view.error is not None
     assert view.error.startswith("no valid request for composer:")
     assert composer.calls == 0 and given_up("unfit") == before + 1
+
+
+def _counted(outcome: str, gate: str) -> tuple[float, float]:
+    jobs = REGISTRY.get_sample_value("technoshare_jobs_total", {"service": "ingest", "outcome": outcome}) or 0.0
+    fallbacks = REGISTRY.get_sample_value("technoshare_reply_fallbacks_total", {"gate": gate}) or 0.0
+    return jobs, fallbacks
+
+
+class FallbackComposer(FakeComposer):
+    """Answers with the extractive fallback, the draft refused by the grounding gate."""
+
+    async def post(self, path: str, request: JobRunRequest, model: type[Any], **_: Any) -> ComposeResult:
+        result = await super().post(path, request, model)
+        return result.model_copy(update={"refused_gates": [GateResult(name="grounded", passed=False, detail="x")]})
+
+
+async def test_a_job_is_counted_once_when_its_outcome_is_stored_and_never_by_a_stale_attempt(tmp_path: Path) -> None:
+    composer = FallbackComposer(hold=True)
+    store, dispatcher = make(tmp_path, composer)
+    first_job = enqueue(store)
+    before = _counted("success", "grounded")
+    dispatcher.start()
+    await until(lambda: composer.calls == 1, "the hand-off")
+    # Another replica took the job over and finished it first: this attempt's lease token no longer holds it.
+    from sqlalchemy import text
+
+    with store.engine.begin() as conn:
+        taken = "UPDATE jobs SET lease_token = 'another-replica', state = 'done', outcome = 'success' WHERE id = :id"
+        conn.execute(text(taken), {"id": first_job})
+    composer.release.set()  # the stale attempt's answer arrives: its outcome is not stored, so not counted
+    await until(lambda: dispatcher._tasks == set(), "the stale hand-off to end")
+    assert _counted("success", "grounded") == before
+    second_job = enqueue(store, "https://example.com/b")
+    await until(lambda: (view := store.get(second_job)) and view.state == JobState.done, "the second job")
+    await dispatcher.stop()
+    assert _counted("success", "grounded") == (before[0] + 1, before[1] + 1)

@@ -148,7 +148,7 @@ def test_hooks_run_in_weight_then_name_order_and_workloads_run_one_pod() -> None
         Manifests([deployment("d", {"containers": []}, replicas=2)], "ns").workloads()
 
 
-def test_services_resolve_by_every_cluster_name_and_must_not_remap_ports() -> None:
+def test_services_resolve_by_every_cluster_name_and_route_to_their_target_port() -> None:
     pod = {"containers": [{"name": "c", "image": "i", "ports": [{"name": "http", "containerPort": 5000}]}]}
     service = {
         "kind": "Service",
@@ -156,16 +156,18 @@ def test_services_resolve_by_every_cluster_name_and_must_not_remap_ports() -> No
         "spec": {"selector": {"app": "mlflow"}, "ports": [{"name": "http", "port": 5000, "targetPort": "http"}]},
     }
     manifests = Manifests([deployment("mlflow", pod), service], "technoshare")
-    manifests.check_services()
-    assert manifests.service_hosts() == [
+    assert manifests.service_names("mlflow") == [
         "mlflow",
         "mlflow.technoshare",
         "mlflow.technoshare.svc",
         "mlflow.technoshare.svc.cluster.local",
     ]
     service["spec"]["ports"][0]["port"] = 80
-    with pytest.raises(Unsupported, match="port 80 -> 5000"):
-        manifests.check_services()
+    [route] = manifests.service_routes()
+    assert (route.service, route.port, route.backend, route.target_port) == ("mlflow", 80, "mlflow", 5000)
+    service["spec"]["ports"][0]["targetPort"] = "grpc"
+    with pytest.raises(Unsupported, match="no port named grpc on mlflow"):
+        manifests.service_routes()
 
 
 def test_unknown_kinds_are_refused() -> None:

@@ -22,13 +22,20 @@ HTTP_LATENCY = Histogram(
 )
 JOBS = Counter(
     "technoshare_jobs_total",
-    "Jobs finished, by the service that saw them end and their outcome.",
+    "Jobs ended, each once, counted by ingest after it stored the outcome (service is always ingest); the alerts "
+    "and the dashboard read this.",
     ["service", "outcome"],
+)
+JOB_ATTEMPTS = Counter(
+    "technoshare_job_attempts_total",
+    "Attempts composer finished, by their outcome: a job retried (a failed post, an LLM down) counts once per "
+    "attempt, so this is composer's load, not the jobs' fate.",
+    ["outcome"],
 )
 REPLY_FALLBACKS = Counter(
     "technoshare_reply_fallbacks_total",
     "Jobs whose abstractive draft the gates refused after repair, answered by the extractive reply instead, by the "
-    "first gate that refused the draft.",
+    "first gate that refused the draft; each job once, counted by ingest with its outcome.",
     ["gate"],
 )
 STAGE_LATENCY = Histogram(

@@ -24,7 +24,7 @@ from composer.settings import ComposerSettings
 from composer.stage_a import StageError
 from composer.tracking import JobTracker
 from technoshare_common.http import ServiceClient, ServiceError
-from technoshare_common.metrics import JOBS, REPLY_FALLBACKS
+from technoshare_common.metrics import JOB_ATTEMPTS
 from technoshare_common.schemas import (
     CheckpointSaved,
     ComposeResult,
@@ -110,9 +110,7 @@ class Pipeline:
                     "total_tokens": result.usage.total_tokens,
                 }
             )
-        JOBS.labels("composer", result.outcome.value).inc()
-        if result.refused_gates:
-            REPLY_FALLBACKS.labels(result.refused_gates[0].name).inc()
+        JOB_ATTEMPTS.labels(result.outcome.value).inc()
         if self.tracker is not None:
             self.tracker.submit(job, result, self.run_params(), app_config(self.settings, result.prompt_versions))
         return result

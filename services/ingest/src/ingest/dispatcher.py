@@ -24,7 +24,7 @@ from ingest.settings import IngestSettings
 from ingest.store import ClaimedJob, JobStore
 from technoshare_common.context import job_id_var
 from technoshare_common.http import ServiceClient, ServiceError
-from technoshare_common.metrics import JOBS
+from technoshare_common.metrics import JOBS, REPLY_FALLBACKS
 from technoshare_common.schemas import ComposeResult, JobRunRequest
 from technoshare_common.tracing import tracer
 
@@ -233,7 +233,10 @@ class Dispatcher:
             return
         DISPATCH_ATTEMPTS.labels("completed").inc()
         if await asyncio.to_thread(self.store.complete, job, result):
+            # Counted here, once per job and after its outcome is stored: the alerts and the dashboard read these.
             JOBS.labels("ingest", result.outcome.value).inc()
+            if result.refused_gates:
+                REPLY_FALLBACKS.labels(result.refused_gates[0].name).inc()
             log.info("job finished", extra={"outcome": result.outcome.value, "error": result.error})
         else:
             log.warning("job finished after its lease was taken over; outcome left to the new attempt")
