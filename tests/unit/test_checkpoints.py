@@ -64,3 +64,19 @@ async def test_an_attempt_after_a_crash_resumes_after_the_last_finished_stage(
     assert len(llm[0].requests) == stage_a_calls + 1  # Stage B only: Stage A is not paid for twice
     assert services.calls["retrieval"] == 1
     assert result.usage.total_tokens > 0 and result.facts == services.saved.stage_a.facts  # type: ignore[union-attr]
+
+
+async def test_checkpoints_of_another_app_version_are_composed_again_not_posted(llm: tuple[ScriptedLLM, str]) -> None:
+    services = ComposerServices(FINISHED.evidence, post_failures=1)
+    composer = pipeline(llm[1], services)
+    with pytest.raises(DependencyUnavailable, match="slack"):
+        await composer.run_job(JOB)
+    assert services.saved.app_version == composer.composer.current_app_version()
+    # A rollout between the attempts: the saved reply was made by another version of the prompts or gates.
+    services.saved = services.saved.model_copy(update={"app_version": "technoshare-000000000000"})
+    paid = len(llm[0].requests)
+    result = await composer.run_job(again(JOB, services))
+    assert result.outcome == Outcome.success and result.post is not None
+    assert len(llm[0].requests) > paid  # composed again, by this version
+    assert services.calls == {"retrieval": 1, "poster": 2}  # the evidence, the link's own, was kept
+    assert services.saved.app_version == composer.composer.current_app_version()

@@ -258,9 +258,14 @@ class JobCheckpoints(BaseModel):
         description="The attempt (JobRunRequest.attempt) saving these stages: ingest refuses (409) a save from an "
         "attempt that no longer holds the job. Not stored; unset is not checked.",
     )
+    app_version: str | None = Field(
+        None,
+        description="The app version (prompts, models, gate settings, code) that made the stages: an attempt on "
+        "another version composes again rather than post what the old one made.",
+    )
 
     def stages(self) -> list[str]:
-        return [name for name, value in self if value is not None and name != "attempt"]
+        return [name for name, value in self if value is not None and name not in ("attempt", "app_version")]
 
 
 class CheckpointSaved(BaseModel):

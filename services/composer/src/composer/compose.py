@@ -22,7 +22,7 @@ from typing import Any
 
 import openai
 
-from composer.app_version import AppVersions, app_config
+from composer.app_version import AppVersions, app_config, version_name
 from composer.entailment import EntailmentJudge, sampled
 from composer.extractive import (
     DEGRADED_NOTE,
@@ -143,6 +143,10 @@ class ReplyComposer:
         """The mode's prompts and its fallback's: both are part of the job's app version."""
         names = MODE_PROMPTS[self.mode] + FALLBACK_PROMPTS[self.mode]
         return {name: self.prompts.get(name).version for name in names}
+
+    def current_app_version(self) -> str:
+        """The name of the app version the next job runs with."""
+        return version_name(app_config(self.settings, self.prompt_versions()))
 
     def register_app_version(self) -> None:
         """Registers the configuration the next jobs will run with, so their traces link from the first job."""

@@ -88,7 +88,7 @@ class Pipeline:
         attributes = {"job_id": job.job_id, "url": str(job.url), "attempt": job.attempt}
         with tracer.span("composer.run_job", span_type="CHAIN", attributes=attributes) as span:
             tracer.tag_trace(job_id=job.job_id)
-            saved = job.checkpoints or JobCheckpoints()
+            saved = self._same_version(job.checkpoints or JobCheckpoints())
             if saved.composed is not None and (saved.evidence is not None or saved.composed.notice is not None):
                 log.info("resuming a composed job: posting only")
                 result = saved.composed.model_copy(update={"evidence": saved.evidence})
@@ -135,6 +135,15 @@ class Pipeline:
             result.outcome == Outcome.gate_failed and self.settings.post_on_gate_failure
         )
 
+    def _same_version(self, saved: JobCheckpoints) -> JobCheckpoints:
+        """The checkpoints a job may resume from: another app version's drafts and reply are dropped (a rollout
+        between attempts must not post what the old prompts or gates made); the evidence, the link's own, stays."""
+        current = self.composer.current_app_version()
+        if saved.app_version is None or saved.app_version == current:
+            return saved
+        log.info("dropping checkpoints of another app version", extra={"saved": saved.app_version, "now": current})
+        return JobCheckpoints(evidence=saved.evidence, app_version=current)
+
     async def _checkpoint(self, job_id: str | None, finished: JobCheckpoints, attempt: int | None) -> None:
         """Keep a finished stage for the job's next attempt; a failure here only costs that saving. A 409 means
         another attempt holds the job now (a lease taken over): this one stops, before paying or posting more."""
@@ -142,7 +151,9 @@ class Pipeline:
             return
         try:
             await self.ingest.post(
-                f"/v1/jobs/{job_id}/checkpoints", finished.model_copy(update={"attempt": attempt}), CheckpointSaved
+                f"/v1/jobs/{job_id}/checkpoints",
+                finished.model_copy(update={"attempt": attempt, "app_version": self.composer.current_app_version()}),
+                CheckpointSaved,
             )
         except ServiceError as exc:
             if exc.status_code == 409:
