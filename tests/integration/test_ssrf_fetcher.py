@@ -83,13 +83,16 @@ def _fetcher(**overrides: object) -> SafeFetcher:
         "::ffff:127.0.0.1",
         "::ffff:169.254.169.254",
         "2002:7f00:1::",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "64:ff9b:1::808:808",  # local-use NAT64
     ],
 )
 def test_non_public_addresses_are_blocked(address: str) -> None:
     assert blocked_reason(ipaddress.ip_address(address)) is not None
 
 
-@pytest.mark.parametrize("address", ["93.184.215.14", "140.82.112.3", "2606:4700::6810:84e5"])
+@pytest.mark.parametrize("address", ["93.184.215.14", "140.82.112.3", "2606:4700::6810:84e5", "64:ff9b::808:808"])
 def test_public_addresses_pass(address: str) -> None:
     assert blocked_reason(ipaddress.ip_address(address)) is None
 

@@ -37,8 +37,10 @@ _BLOCKED_NETWORKS = tuple(
         "fc00::/7",  # unique-local
         "fe80::/10",  # link-local
         "ff00::/8",
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): whatever a site's own translator reaches
     )
 )
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: its last 32 bits are an IPv4 address
 
 # getaddrinfo's answers for a name that does not exist (EAI_NODATA is glibc's, absent elsewhere).
 _NO_SUCH_NAME = frozenset(code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None)
@@ -84,6 +86,8 @@ def blocked_reason(ip: IPAddress) -> str | None:
     embedded: IPAddress | None = None
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if ip in NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     for candidate in (ip, embedded):
         if candidate is None:
             continue
