@@ -115,7 +115,7 @@ def test_an_unreachable_link_is_retried_then_answered_with_a_short_notice(stack:
     [job] = stack.wait_jobs_done(ts, 1)
     assert job["outcome"] == "unreadable", job
     assert "could not connect" in job["error"]
-    assert job["attempts"] == 5  # a site down for now is retried; only the final attempt answers
+    assert job["attempts"] >= 3  # a site down for now is retried through the window; only the final attempt answers
     [notice] = stack.slack.replies_in(CHANNEL, ts)
     assert notice["text"] == "I could not summarise this link: the site could not be reached."
 

@@ -132,6 +132,9 @@ class Stack(IngestClient):
             "POSTER_DATABASE_URL": f"sqlite:///{self.workdir / 'poster.db'}",
             "DISPATCH_POLL_SECONDS": "0.2",
             "JOB_RETRY_BASE_SECONDS": "0.5",
+            # A short retry window, so a link that stays unreachable gets its notice within seconds.
+            "JOB_RETRY_WINDOW_SECONDS": "8",
+            "JOB_RETRY_MAX_SECONDS": "2",
             "LLM_UPSTREAM_MAX_RETRIES": "0",
             **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
             **self.extra_env,
