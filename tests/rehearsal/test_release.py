@@ -76,6 +76,32 @@ def test_every_container_runs_as_the_chart_says(rehearsal: Rehearsal) -> None:
         assert not [k for k, v in env.items() if "://" in v and password in v], service
 
 
+CALL_WITH_OWN_TOKEN = """
+import os, httpx
+url = os.environ[os.environ["TARGET"] + "_URL"] + os.environ["ROUTE"]
+token = {"authorization": "Bearer " + os.environ["TECHNOSHARE_INTERNAL_TOKEN"]}
+print(httpx.post(url, json={}, headers=token, timeout=10).status_code)
+"""
+
+
+@pytest.mark.parametrize(
+    "caller,target,route,refused",
+    [
+        ("retrieval", "POSTER", "/v1/replies", 401),  # a pod that parses hostile HTML cannot post to Slack
+        ("retrieval", "INGEST", "/v1/jobs/x/checkpoints", 401),  # nor write a reply for composer to post
+        ("ingest", "POSTER", "/v1/replies", 403),  # a known caller, on a route not meant for it
+    ],
+)
+def test_a_pod_calling_a_service_it_has_no_business_with_is_refused(
+    rehearsal: Rehearsal, caller: str, target: str, route: str, refused: int
+) -> None:
+    """Through the Service name, with the caller's own token, from inside its container."""
+    container = rehearsal.release.container(f"technoshare-{caller}")
+    result = container.exec_run(["python", "-c", CALL_WITH_OWN_TOKEN], environment={"TARGET": target, "ROUTE": route})
+    assert result.exit_code == 0, result.output
+    assert result.output.decode().strip() == str(refused)
+
+
 def test_a_slack_event_is_answered_in_its_thread_and_lands_in_mlflow(rehearsal: Rehearsal) -> None:
     job = post_link(rehearsal, f"<{ARXIV}>")
     assert job["outcome"] == "success", job

@@ -129,13 +129,55 @@ composer: {key: composer, port: 8003, module: composer}
 poster: {key: poster, port: 8004, module: poster}
 {{- end }}
 
-{{/* Environment every service shares: where the others are, the internal token, MLflow. */}}
+{{/* Who may call whom: each service accepts exactly the callers of the architecture (technoshare_common/auth.py
+names them); `operator` is people and `helm test`, whose token is the Secret's key `token`. */}}
+{{- define "technoshare.acceptedCallers" -}}
+ingest: [composer, operator]
+retrieval: [composer, operator]
+llm-gateway: [composer, eval, operator]
+composer: [ingest, eval, operator]
+poster: [composer]
+{{- end }}
+
+{{/* The edges of the architecture inside the release: each callee, its port, and the components that call it
+(`test` is the `helm test` pod). The NetworkPolicies allow exactly these (networkpolicies.yaml). */}}
+{{- define "technoshare.edges" -}}
+ingest: {port: 3000, from: [composer, test]}
+retrieval: {port: 8001, from: [composer, test]}
+llm-gateway: {port: 8002, from: [composer, eval, test]}
+composer: {port: 8003, from: [ingest, eval, test]}
+poster: {port: 8004, from: [composer, test]}
+mlflow: {port: 5000, from: [ingest, retrieval, llm-gateway, composer, poster, eval, prompt-sync, test]}
+pushgateway: {port: 9091, from: [eval, test]}
+postgresql: {port: 5432, from: [ingest, poster, llm-gateway, mlflow, mlflow-db-upgrade, mlflow-gc, postgresql-init]}
+minio: {port: 9000, from: [mlflow, mlflow-gc, minio-bucket]}
+{{- end }}
+
+{{/* A workload's tokens: its own (TECHNOSHARE_INTERNAL_TOKEN, what it presents) and its accepted callers'
+(TECHNOSHARE_CALLER_TOKENS, assembled from one variable per caller). `caller` is the workload's key in the Secret. */}}
+{{- define "technoshare.tokenEnv" -}}
+{{- $secret := include "technoshare.internalTokenSecret" .root }}
+- name: TECHNOSHARE_INTERNAL_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ ternary "token" .caller (eq .caller "operator") }}}
+{{- $accepted := index (include "technoshare.acceptedCallers" .root | fromYaml) .caller | default list }}
+{{- if $accepted }}
+{{- $pairs := list }}
+{{- range $accepted }}
+- name: {{ printf "TECHNOSHARE_CALLER_TOKEN_%s" (upper .) }}
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ ternary "token" . (eq . "operator") }}}
+{{- $pairs = append $pairs (printf "%q: \"$(TECHNOSHARE_CALLER_TOKEN_%s)\"" . (upper .)) }}
+{{- end }}
+- name: TECHNOSHARE_CALLER_TOKENS
+  value: {{ printf "{%s}" (join ", " $pairs) | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Environment every service shares: where the others are, MLflow. */}}
 {{- define "technoshare.commonEnv" -}}
 - name: LOG_LEVEL
   value: {{ .Values.global.logLevel | quote }}
-- name: TECHNOSHARE_INTERNAL_TOKEN
-  valueFrom:
-    secretKeyRef: {name: {{ include "technoshare.internalTokenSecret" . }}, key: token}
 {{- range $name, $svc := include "technoshare.services" . | fromYaml }}
 - name: {{ printf "%s_URL" ($name | upper | replace "-" "_") }}
   value: {{ printf "http://%s:%d" (include "technoshare.componentName" (dict "root" $ "component" $name)) (int $svc.port) | quote }}

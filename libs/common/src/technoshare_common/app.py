@@ -142,8 +142,8 @@ def create_app(
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         SpoolVolume.configure(settings.mlflow_spool_dir, settings.spool_max_bytes, settings.spool_keep_rejected_hours)
-        if settings.internal_token is None:
-            log.warning("TECHNOSHARE_INTERNAL_TOKEN is unset: service-to-service auth is disabled")
+        if settings.internal_token is None and not settings.caller_tokens:
+            log.warning("no TECHNOSHARE_INTERNAL_TOKEN or TECHNOSHARE_CALLER_TOKENS: service-to-service auth is off")
         for old, new in settings.renamed_variables_set().items():
             log.warning(f"{old} is set but no longer read: set {new} instead", extra={"variable": old, "use": new})
         tracer.configure(

@@ -27,7 +27,14 @@ class ServiceSettings(BaseSettings):
     internal_token: SecretStr | None = Field(
         None,
         validation_alias="TECHNOSHARE_INTERNAL_TOKEN",
-        description="Bearer token services present to each other; unset disables the check (local only).",
+        description="The bearer token this process presents to the others. Without TECHNOSHARE_CALLER_TOKENS it is "
+        "also the one token every service accepts; unset disables the check (local only).",
+    )
+    caller_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        validation_alias="TECHNOSHARE_CALLER_TOKENS",
+        description='JSON: the callers this service accepts and their tokens, e.g. {"composer": "..."}; each route '
+        "serves only the callers it names (technoshare_common/auth.py). The chart sets it per service.",
     )
     http_timeout_seconds: float = Field(
         30.0, validation_alias="HTTP_TIMEOUT_SECONDS", description="Timeout of one call to another service."
@@ -105,6 +112,9 @@ class ServiceSettings(BaseSettings):
     def renamed_variables_set(self) -> dict[str, str]:
         """The renamed variables still set in the environment, old name -> the name to use instead."""
         return {old: new for old, new in self.renamed_variables.items() if old in os.environ}
+
+    def caller_token_values(self) -> dict[str, str]:
+        return {caller: token.get_secret_value() for caller, token in self.caller_tokens.items()}
 
     def internal_token_value(self) -> str | None:
         return self.internal_token.get_secret_value() if self.internal_token else None

@@ -37,7 +37,7 @@ from composer.projects import Project
 from composer.prompts import PromptStore
 from composer.quality.content import GateContext
 from composer.quality.evidence import EvidenceIndex
-from composer.quality.gates import GateConfig, GateReport, run_gates
+from composer.quality.gates import GateConfig, GateReport, check_reply, run_gates
 from composer.quality.terms import reply_sentences
 from composer.quality.themes import ThemeStrength, earned_themes, theme_strengths
 from composer.settings import ComposeMode, ComposerSettings, LLMUnavailableReply
@@ -143,6 +143,21 @@ class ReplyComposer:
         """The mode's prompts and its fallback's: both are part of the job's app version."""
         names = MODE_PROMPTS[self.mode] + FALLBACK_PROMPTS[self.mode]
         return {name: self.prompts.get(name).version for name in names}
+
+    def still_fit_to_post(self, composed: ComposeResult, evidence: Evidence | None) -> bool:
+        """A composed checkpoint, judged again before it is posted: it comes back from ingest's store, which other
+        pods can write to, so it is trusted no more than a fresh draft. A notice must be one this composer words; a
+        reply must pass every gate on its evidence (a `gate_failed` reply, posted on purpose, the markup gate)."""
+        if composed.notice is not None:
+            kinds: list[UnreadableKind | None] = [*UnreadableKind, None]
+            return composed.notice.text in {unreadable_notice(kind, self.settings).text for kind in kinds}
+        if composed.reply is None or evidence is None:
+            return False
+        context = GateContext(EvidenceIndex.from_evidence(evidence), self.projects)
+        results = check_reply(composed.reply, render_text(composed.reply), self.gate_config, context)
+        if composed.outcome == Outcome.gate_failed:
+            results = [r for r in results if r.name == "no_markup"]
+        return all(r.passed for r in results)
 
     def current_app_version(self) -> str:
         """The name of the app version the next job runs with."""

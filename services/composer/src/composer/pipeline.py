@@ -12,7 +12,7 @@ import logging
 import time
 
 import openai
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from composer.app_version import AppVersions, app_config
 from composer.compose import ReplyComposer, stage
@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 # Per pod, the signal composer's HPA scales on (composer waits on the LLM, so its CPU says little about load).
 JOBS_IN_FLIGHT = Gauge(
     "technoshare_composer_jobs_in_flight", "Jobs and dry runs this composer is composing now (posting included)."
+)
+COMPOSED_REFUSED = Counter(
+    "technoshare_composed_checkpoints_refused_total",
+    "Composed replies from ingest's store that failed their gates again before posting, and were composed anew: "
+    "none should; one means something other than composer wrote the job's checkpoints.",
 )
 
 
@@ -88,7 +93,7 @@ class Pipeline:
         attributes = {"job_id": job.job_id, "url": str(job.url), "attempt": job.attempt}
         with tracer.span("composer.run_job", span_type="CHAIN", attributes=attributes) as span:
             tracer.tag_trace(job_id=job.job_id)
-            saved = self._same_version(job.checkpoints or JobCheckpoints())
+            saved = self._trusted(self._same_version(job.checkpoints or JobCheckpoints()))
             if saved.composed is not None and (saved.evidence is not None or saved.composed.notice is not None):
                 log.info("resuming a composed job: posting only")
                 result = saved.composed.model_copy(update={"evidence": saved.evidence})
@@ -134,6 +139,14 @@ class Pipeline:
         return result.outcome in (Outcome.success, Outcome.degraded) or (
             result.outcome == Outcome.gate_failed and self.settings.post_on_gate_failure
         )
+
+    def _trusted(self, saved: JobCheckpoints) -> JobCheckpoints:
+        """Without a composed reply that fails its gates again: the job composes anew rather than post it."""
+        if saved.composed is None or self.composer.still_fit_to_post(saved.composed, saved.evidence):
+            return saved
+        log.error("a composed checkpoint fails the gates again; composing anew", extra={"stages": saved.stages()})
+        COMPOSED_REFUSED.inc()
+        return saved.model_copy(update={"composed": None})
 
     def _same_version(self, saved: JobCheckpoints) -> JobCheckpoints:
         """The checkpoints a job may resume from: another app version's drafts and reply are dropped (a rollout

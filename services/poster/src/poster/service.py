@@ -11,7 +11,7 @@ from poster.settings import PosterSettings
 from poster.slack import REPLY_EVENT_TYPE, SlackPoster, SlackPostError
 from poster.store import UNCERTAIN, PostState, PostStore
 from technoshare_common.schemas import NoticeDelivery, PostStatus, ReplyRequest, ReplyResult
-from technoshare_common.slack_format import SLACK_SECTION_LIMIT, context_block, render_blocks, render_text
+from technoshare_common.slack_format import SLACK_SECTION_LIMIT, context_block, escape, render_blocks, render_text
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def build_payload(request: ReplyRequest) -> dict[str, Any]:
     if request.notice is not None and request.notice.delivery == NoticeDelivery.reaction:
         return {"channel": request.channel_id, "timestamp": request.message_ts, "name": request.notice.reaction}
     if request.notice is not None:
-        text = request.notice.text
+        text = escape(request.notice.text)  # composer's own wording, escaped anyway: nothing pings from here
         blocks = [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
             context_block([f"Source: <{request.source_url}>"]),

@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from composer.pipeline import DependencyUnavailable, Pipeline
-from technoshare_common.auth import require_service_token
+from technoshare_common.auth import Caller, require_caller
 from technoshare_common.context import channel_id_var, job_id_var
 from technoshare_common.schemas import ComposeRequest, ComposeResult, JobRunRequest
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_service_token)])
+router = APIRouter(prefix="/v1")
 
 
 def get_pipeline(request: Request) -> Pipeline:
@@ -21,7 +21,7 @@ def _unavailable(exc: DependencyUnavailable) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"dependency unavailable: {exc}")
 
 
-@router.post("/jobs")
+@router.post("/jobs", dependencies=[Depends(require_caller(Caller.ingest))])
 async def run_job(job: JobRunRequest, pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ComposeResult:
     job_token, channel_token = job_id_var.set(job.job_id), channel_id_var.set(job.channel_id)
     try:
@@ -33,7 +33,7 @@ async def run_job(job: JobRunRequest, pipeline: Annotated[Pipeline, Depends(get_
         channel_id_var.reset(channel_token)
 
 
-@router.post("/compose")
+@router.post("/compose", dependencies=[Depends(require_caller(Caller.eval, Caller.operator))])
 async def compose(body: ComposeRequest, pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ComposeResult:
     try:
         return await pipeline.compose(str(body.url), body.slack_text, body.evidence)

@@ -7,13 +7,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ingest.dependencies import get_store
 from ingest.store import JobStore, StaleAttempt
-from technoshare_common.auth import require_service_token
+from technoshare_common.auth import Caller, require_caller
 from technoshare_common.schemas import CheckpointSaved, JobCheckpoints, JobList, JobView
 
-router = APIRouter(prefix="/v1/jobs", dependencies=[Depends(require_service_token)])
+router = APIRouter(prefix="/v1/jobs")
+READ = [Depends(require_caller(Caller.composer, Caller.operator))]
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", dependencies=READ)
 async def get_job(job_id: str, store: Annotated[JobStore, Depends(get_store)]) -> JobView:
     job = await asyncio.to_thread(store.get, job_id)
     if job is None:
@@ -21,7 +22,7 @@ async def get_job(job_id: str, store: Annotated[JobStore, Depends(get_store)]) -
     return job
 
 
-@router.post("/{job_id}/checkpoints")
+@router.post("/{job_id}/checkpoints", dependencies=[Depends(require_caller(Caller.composer))])
 async def save_checkpoints(
     job_id: str, finished: JobCheckpoints, store: Annotated[JobStore, Depends(get_store)]
 ) -> CheckpointSaved:
@@ -38,7 +39,7 @@ async def save_checkpoints(
     return CheckpointSaved(job_id=job_id, stages=stages)
 
 
-@router.get("")
+@router.get("", dependencies=READ)
 async def list_jobs(
     store: Annotated[JobStore, Depends(get_store)],
     channel_id: str | None = None,

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from llm_gateway.errors import GatewayError, invalid_request
 from llm_gateway.gateway import Gateway
 from llm_gateway.tracking import CallContext
-from technoshare_common.auth import require_service_token
+from technoshare_common.auth import Caller, require_caller
 from technoshare_common.context import (
     CHANNEL_HEADER,
     JOB_ID_HEADER,
@@ -18,7 +18,7 @@ from technoshare_common.context import (
     TRACEPARENT_HEADER,
 )
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_service_token)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_caller(Caller.composer, Caller.eval, Caller.operator))])
 
 
 async def get_gateway(request: Request) -> Gateway:

@@ -3,10 +3,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from poster.service import PosterService
-from technoshare_common.auth import require_service_token
+from technoshare_common.auth import Caller, require_caller
 from technoshare_common.schemas import ReplyRequest, ReplyResult
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_service_token)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_caller(Caller.composer))])
 
 
 def get_service(request: Request) -> PosterService:

@@ -4,10 +4,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from retrieval.fetcher import FetchError
 from retrieval.service import RetrievalService
-from technoshare_common.auth import require_service_token
+from technoshare_common.auth import Caller, require_caller
 from technoshare_common.schemas import Evidence, EvidenceRequest, SearchRequest, SearchResponse
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_service_token)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_caller(Caller.composer, Caller.operator))])
 
 
 def get_service(request: Request) -> RetrievalService:
