@@ -224,3 +224,24 @@ def test_no_disruption_budget_blocks_a_drain_at_one_replica() -> None:
     assert "t-technoshare-composer" not in budgets("--set", "composer.autoscaling.minReplicas=1")
     assert "t-technoshare-poster" in budgets("--set", "poster.replicas=1", "--set", "poster.pdb.minAvailable=0")
     assert "t-technoshare-poster" in budgets("--set", "poster.replicas=1", "--set", "poster.pdb.minAvailable=50%")
+
+
+@pytest.mark.parametrize(
+    "values,replicas,budget",
+    [
+        ((), 1, False),  # the in-chart PostgreSQL is one pod anyway
+        (("-f", str(CHART / "ci" / "external-values.yaml")), 2, True),  # a drain or a crash leaves MLflow up
+        (("-f", str(CHART / "ci" / "external-values.yaml"), "--set", "mlflow.replicas=1"), 1, False),
+    ],
+    ids=["in-chart-database", "external-database", "external-database-one-replica"],
+)
+def test_mlflow_runs_two_replicas_with_a_budget_whenever_its_database_is_external(
+    values: tuple[str, ...], replicas: int, budget: bool
+) -> None:
+    documents = render(*values)
+    [mlflow] = [d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "t-technoshare-mlflow"]
+    assert mlflow["spec"]["replicas"] == replicas
+    budgets = [
+        d for d in documents if d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "t-technoshare-mlflow"
+    ]
+    assert bool(budgets) == budget
