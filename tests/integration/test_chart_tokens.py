@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from tests.rehearsal.kube import expand
-from tests.support.helm import deployments, render
+from tests.support.helm import CHART, deployments, helm, render
 
 ACCEPTED = {
     "ingest": {"composer", "operator"},
@@ -42,3 +42,35 @@ def test_each_service_accepts_exactly_its_callers_and_holds_only_its_own_token()
         assert set(accepted) == ACCEPTED[service], service
         for caller, token in accepted.items():
             assert by_token[token] == ("token" if caller == "operator" else caller), (service, caller)
+
+
+def _secret(documents: list[dict[str, Any]]) -> dict[str, str]:
+    [secret] = [d for d in documents if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-internal-token")]
+    return secret["stringData"]
+
+
+def _checksums(documents: list[dict[str, Any]]) -> dict[str, str]:
+    annotations = {name: spec["metadata"].get("annotations") or {} for name, spec in _templates(documents).items()}
+    return {name: notes["checksum/secret"] for name, notes in annotations.items() if "checksum/secret" in notes}
+
+
+def _templates(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d["spec"]["template"] for d in documents if d["kind"] == "Deployment"}
+
+
+def test_a_render_that_cannot_see_the_cluster_generates_no_secret_that_would_change() -> None:
+    """`helm template` and GitOps tools see no cluster: a random token there would change on every render."""
+    refused = helm("template", "t", str(CHART), "--set", "secrets.slack.signingSecret=s")
+    assert refused.returncode != 0
+    assert "secrets.internalToken.token (or its existingSecret) is required" in refused.stderr
+    first, again = render(), render()
+    assert _secret(first) == _secret(again)  # the caller tokens are derived, so stable too
+    assert _checksums(first) == _checksums(again)
+
+
+def test_a_rotated_token_restarts_the_pods_that_read_it() -> None:
+    before, after = render(), render("--set", "secrets.internalToken.token=rotated")
+    assert _secret(before)["composer"] != _secret(after)["composer"]
+    changed = {name for name, checksum in _checksums(before).items() if _checksums(after)[name] != checksum}
+    services = {f"t-technoshare-{s}" for s in ("ingest", "retrieval", "llm-gateway", "composer", "poster")}
+    assert services <= changed

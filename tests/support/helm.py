@@ -20,7 +20,7 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def render(*args: str) -> list[dict[str, Any]]:
-    """The chart's objects with the CI defaults (the signing secret set) and then `args` (--set …, -f …)."""
+    """The chart's objects with the CI defaults (the secrets a render without a cluster needs) and then `args`."""
     result = helm("template", "t", str(CHART), "-f", str(CI_DEFAULTS), *args)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

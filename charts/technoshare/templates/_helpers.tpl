@@ -52,12 +52,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- if $registry }}{{ printf "%s/%s:%s" $registry .image.repository $tag }}{{ else }}{{ printf "%s:%s" .image.repository $tag }}{{ end }}
 {{- end }}
 
-{{/* A secret value that stays the same across upgrades: the given one, else the stored one, else random. */}}
+{{/* A secret value that stays the same across renders: the given one, else the one stored in the cluster, else a
+random one, but only when this render can see the cluster (`helm install/upgrade`), which then stores it for the
+next. `helm template` and GitOps tools see no cluster: a random value there would change on every render, so they
+must give the value or an existingSecret (`path` names the value in the error). */}}
 {{- define "technoshare.secretValue" -}}
 {{- if .value }}{{ .value }}{{- else }}
 {{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name }}
-{{- if and $existing (index $existing.data .key) }}{{ index $existing.data .key | b64dec }}{{ else }}{{ randAlphaNum 32 }}{{ end }}
+{{- if and $existing (index $existing.data .key) }}{{ index $existing.data .key | b64dec }}
+{{- else if lookup "v1" "Namespace" "" "kube-system" }}{{ randAlphaNum 32 }}
+{{- else }}{{ fail (printf "%s (or its existingSecret) is required: this render cannot see a cluster (helm template, a GitOps tool, --dry-run), so a generated secret would change on every render and break the running pods. Set it, or let `helm install` generate it." .path) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A caller's service token, derived from the operator's (`token`): stable wherever that is, and one-way, so a pod
+holding its own token learns nothing of the others'. */}}
+{{- define "technoshare.callerToken" -}}
+{{- printf "technoshare-caller-token:%s:%s" .root .caller | sha256sum | trunc 48 }}
 {{- end }}
 
 {{- define "technoshare.slackSecret" -}}
