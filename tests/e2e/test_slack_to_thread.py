@@ -120,6 +120,20 @@ def test_an_unreachable_link_is_retried_then_answered_with_a_short_notice(stack:
     assert notice["text"] == "I could not summarise this link: the site could not be reached."
 
 
+def test_a_malformed_link_gets_a_notice_and_the_other_links_of_its_message_their_replies(stack: Stack) -> None:
+    event = stack.message_event(f"<http://example.com:99999/x> and <{ARXIV}>")
+    ts = event["event"]["ts"]
+    assert stack.slack_request(event).status_code == 200
+    jobs = {job["url"]: job for job in stack.wait_jobs_done(ts, 2)}
+    refused = jobs["http://example.com:99999/x"]
+    assert (refused["outcome"], refused["attempts"]) == ("unreadable", 1)
+    assert refused["error"].startswith("refused at ingest:")
+    assert jobs[ARXIV]["outcome"] == "success"
+    replies = stack.slack.replies_in(CHANNEL, ts)
+    assert len(replies) == 2
+    assert "I could not summarise this link: the link is malformed." in [reply["text"] for reply in replies]
+
+
 def test_a_link_to_the_metadata_address_is_refused_with_a_notice(stack: Stack) -> None:
     event = stack.message_event("<http://169.254.169.254/latest/meta-data/>")
     ts = event["event"]["ts"]

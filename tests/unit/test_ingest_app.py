@@ -141,7 +141,7 @@ def test_a_timestamp_that_is_not_a_number_is_a_401_not_a_server_error(client: Te
     assert client.post("/slack/events", content=b"{}", headers=headers).status_code == 401
 
 
-def test_a_message_with_a_link_no_job_can_hold_still_gets_its_other_links_answered(client: TestClient) -> None:
+def test_a_message_with_a_link_that_cannot_be_fetched_still_gets_its_other_links_answered(client: TestClient) -> None:
     text = "<http://example.com:99999/x> <https://x.example/" + "a" * 3000 + "> <https://good.example/paper>"
     event = {"type": "message", "channel": "C1", "ts": "5.0", "user": "U1", "text": text}
     body = json.dumps({"type": "event_callback", "event_id": "Ev1", "event": event}).encode()
@@ -152,5 +152,11 @@ def test_a_message_with_a_link_no_job_can_hold_still_gets_its_other_links_answer
     response = client.post("/slack/events", content=body, headers=headers)
     assert response.status_code == 200, response.text
     jobs = client.get("/v1/jobs", headers={"Authorization": "Bearer x"}).json()["jobs"]
-    assert [job["url"] for job in jobs] == ["https://good.example/paper"]
+    # The refused links are jobs too (they get the unreadable notice), kept to the store's length.
+    assert sorted(job["url"] for job in jobs) == sorted(
+        ["https://good.example/paper", "http://example.com:99999/x", ("https://x.example/" + "a" * 3000)[:2048]]
+    )
+    assert samples(client)["technoshare_links_refused_total"] == before + 2
+    assert client.post("/slack/events", content=body, headers=headers).status_code == 200  # Slack's retry
+    assert len(client.get("/v1/jobs", headers={"Authorization": "Bearer x"}).json()["jobs"]) == 3
     assert samples(client)["technoshare_links_refused_total"] == before + 2

@@ -190,6 +190,19 @@ class JobRunRequest(BaseModel):
     )
 
 
+class NoticeRunRequest(BaseModel):
+    """ingest hands over a link it refused (link_problem): composer answers it with the unreadable notice, as
+    UNREADABLE_LINK_REPLY says, so a malformed link is not left in silence."""
+
+    job_id: str
+    channel_id: str
+    message_ts: str
+    thread_ts: str
+    url: str = Field(max_length=MAX_LINK_CHARS, description="The link as stored: cut to the store's length.")
+    problem: str = Field(max_length=200, description="Why ingest refused it (link_problem).")
+    attempt: int = 1
+
+
 class ComposeResult(BaseModel):
     job_id: str | None = None
     url: str
@@ -302,6 +315,7 @@ class UnreadableKind(StrEnum):
     parse = "parse"
     unsupported = "unsupported"
     too_little_text = "too_little_text"  # read, but with fewer than two sentences that could be quoted
+    malformed = "malformed"  # ingest refused the link itself (link_problem): never fetched
 
     @property
     def transient(self) -> bool:
@@ -330,6 +344,7 @@ UNREADABLE_REASONS: dict[UnreadableKind, str] = {
     UnreadableKind.parse: "the site's answer could not be read",
     UnreadableKind.unsupported: "it is not a kind of link that can be read",
     UnreadableKind.too_little_text: "it has too little text to summarise",
+    UnreadableKind.malformed: "the link is malformed",
 }
 
 

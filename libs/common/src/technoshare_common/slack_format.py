@@ -88,11 +88,16 @@ def render_blocks(reply: ComposedReply, source_url: str, coverage: Coverage | No
             text = f"{title}\n{chunk}" if first else chunk
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
             first = False
-    source = f"Source: <{source_url.replace('<', '%3C').replace('>', '%3E').replace('|', '%7C')}>"
+    source = source_line(source_url)
     if coverage is not None and coverage != Coverage.full:
         source += f" · coverage: {coverage.value.replace('_', ' ')}"
     blocks.append(context_block([*note_lines(reply), source]))
     return blocks
+
+
+def source_line(url: str) -> str:
+    """The link as Slack link syntax, with the characters that would end or relabel it escaped."""
+    return f"Source: <{url.replace('<', '%3C').replace('>', '%3E').replace('|', '%7C')}>"
 
 
 def context_block(lines: list[str]) -> dict[str, Any]:

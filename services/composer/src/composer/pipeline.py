@@ -33,12 +33,14 @@ from technoshare_common.schemas import (
     JobCheckpoints,
     JobRunRequest,
     NoticeDelivery,
+    NoticeRunRequest,
     Outcome,
     PostStatus,
     ReplyRequest,
     ReplyResult,
     SearchRequest,
     SearchResponse,
+    UnreadableKind,
 )
 from technoshare_common.tracing import tracer
 
@@ -118,6 +120,27 @@ class Pipeline:
         JOB_ATTEMPTS.labels(result.outcome.value).inc()
         if self.tracker is not None:
             self.tracker.submit(job, result, self.run_params(), app_config(self.settings, result.prompt_versions))
+        return result
+
+    async def run_notice(self, job: NoticeRunRequest) -> ComposeResult:
+        """A link ingest refused (malformed, a port out of range, too long): never fetched, answered with the
+        unreadable notice as UNREADABLE_LINK_REPLY says, so it is not left in silence."""
+        with JOBS_IN_FLIGHT.track_inprogress():
+            notice = unreadable_notice(UnreadableKind.malformed, self.settings)
+            result = ComposeResult(
+                job_id=job.job_id,
+                url=job.url,
+                outcome=Outcome.unreadable,
+                notice=notice,
+                text=notice.text,
+                error=f"refused at ingest: {job.problem}",
+            )
+            with tracer.span("composer.run_notice", span_type="CHAIN", attributes={"job_id": job.job_id}):
+                tracer.tag_trace(job_id=job.job_id)
+                if self._should_post(result):
+                    await self._post(job, result)
+                result.trace_id = tracer.current_trace_id()
+        JOB_ATTEMPTS.labels(result.outcome.value).inc()
         return result
 
     def register_app_version(self) -> None:
@@ -270,7 +293,7 @@ class Pipeline:
         result.evidence = evidence
         return evidence
 
-    async def _post(self, job: JobRunRequest, result: ComposeResult) -> None:
+    async def _post(self, job: JobRunRequest | NoticeRunRequest, result: ComposeResult) -> None:
         request = ReplyRequest(
             job_id=job.job_id,
             channel_id=job.channel_id,

@@ -25,7 +25,7 @@ from ingest.store import ClaimedJob, JobStore
 from technoshare_common.context import job_id_var
 from technoshare_common.http import ServiceClient, ServiceError
 from technoshare_common.metrics import JOBS, REPLY_FALLBACKS
-from technoshare_common.schemas import ComposeResult, JobRunRequest
+from technoshare_common.schemas import ComposeResult, JobRunRequest, NoticeRunRequest
 from technoshare_common.tracing import tracer
 
 log = logging.getLogger(__name__)
@@ -199,20 +199,34 @@ class Dispatcher:
 
     async def _hand_off(self, job: ClaimedJob) -> None:
         final = self._is_final(job)
+        request: JobRunRequest | NoticeRunRequest
+        path = "/v1/jobs"
         try:
-            request = JobRunRequest(
-                job_id=job.id,
-                channel_id=job.channel_id,
-                message_ts=job.message_ts,
-                thread_ts=job.thread_ts,
-                url=job.url,
-                slack_text=job.slack_text,
-                # The claim's number, unique to this hand-off even after a refunded give-back: ingest refuses the
-                # checkpoints of any other (stale) attempt.
-                attempt=job.claim,
-                final_attempt=final,
-                checkpoints=job.checkpoints,
-            )
+            if job.link_problem is not None:  # refused at ingest: composer answers it with the notice only
+                path = "/v1/notices"
+                request = NoticeRunRequest(
+                    job_id=job.id,
+                    channel_id=job.channel_id,
+                    message_ts=job.message_ts,
+                    thread_ts=job.thread_ts,
+                    url=job.url,
+                    problem=job.link_problem,
+                    attempt=job.claim,
+                )
+            else:
+                request = JobRunRequest(
+                    job_id=job.id,
+                    channel_id=job.channel_id,
+                    message_ts=job.message_ts,
+                    thread_ts=job.thread_ts,
+                    url=job.url,
+                    slack_text=job.slack_text,
+                    # The claim's number, unique to this hand-off even after a refunded give-back: ingest refuses the
+                    # checkpoints of any other (stale) attempt.
+                    attempt=job.claim,
+                    final_attempt=final,
+                    checkpoints=job.checkpoints,
+                )
         except ValidationError as exc:  # a row stored before ingest validated links: it can never be sent
             await self._give_up(job, "unfit", f"no valid request for composer: {exc.errors()[0]['msg']}")
             return
@@ -224,7 +238,7 @@ class Dispatcher:
             with tracer.span("ingest.dispatch_job", span_type="CHAIN", attributes=attributes) as span:
                 tracer.tag_trace(job_id=job.id, channel_id=job.channel_id)
                 result = await self.composer.post(
-                    "/v1/jobs", request, ComposeResult, request_timeout=self.settings.composer_timeout_seconds
+                    path, request, ComposeResult, request_timeout=self.settings.composer_timeout_seconds
                 )
                 span.set_attributes({"outcome": result.outcome.value})
                 tracer.link_trace_to_model(result.app_version_id)

@@ -51,12 +51,13 @@ def ignore_reason(event: dict[str, Any], channel_filter: str | None) -> str | No
     return None
 
 
-def shared_links(event: dict[str, Any], limit: int) -> tuple[list[SharedLink], dict[str, str]]:
-    """The message's links that become jobs, and those refused with why: a malformed link is skipped, and the
-    links after it in the message are still answered."""
+def shared_links(event: dict[str, Any], limit: int) -> tuple[list[SharedLink], dict[SharedLink, str]]:
+    """The message's links that become jobs, and those refused with why: a malformed link is never fetched (it
+    gets the unreadable notice), and the links after it in the message are still answered."""
     text = event.get("text") or ""
     channel, ts = event["channel"], event["ts"]
     thread_ts = event.get("thread_ts") or ts
     links = extract_links(text, limit)
-    refused = refused_links(links)
-    return [SharedLink(channel, ts, thread_ts, url, text) for url in links if url not in refused], refused
+    problems = refused_links(links)
+    shared = {url: SharedLink(channel, ts, thread_ts, url, text) for url in links}
+    return [shared[url] for url in links if url not in problems], {shared[u]: why for u, why in problems.items()}

@@ -36,7 +36,7 @@ from sqlalchemy.pool import QueuePool
 
 from ingest.slack_events import SharedLink
 from technoshare_common.db import DEFAULT_TIMEOUTS, DatabaseTimeouts, add_missing_columns, make_engine
-from technoshare_common.schemas import ComposeResult, JobCheckpoints, JobState, JobView, Outcome
+from technoshare_common.schemas import MAX_LINK_CHARS, ComposeResult, JobCheckpoints, JobState, JobView, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ class Job(Base):
     slack_message_ts: Mapped[str | None] = mapped_column(String(32))
     trace_id: Mapped[str | None] = mapped_column(String(64))
     checkpoints_json: Mapped[str | None] = mapped_column(Text)
+    # Why ingest refused the link (link_problem): such a job gets the unreadable notice, never a fetch.
+    link_problem: Mapped[str | None] = mapped_column(String(200))
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class ClaimedJob:
     slack_text: str
     checkpoints: JobCheckpoints | None = None
     age_seconds: float = 0.0  # since the link was accepted, on the database's clock
+    link_problem: str | None = None
 
 
 class StaleAttempt(Exception):
@@ -149,6 +152,7 @@ class JobStore:
                 thread_ts=bindparam("thread_ts"),
                 url=bindparam("url"),
                 slack_text=bindparam("slack_text"),
+                link_problem=bindparam("link_problem"),
                 state=JobState.queued.value,
                 attempts=0,
                 next_attempt_at=self._now,
@@ -194,19 +198,20 @@ class JobStore:
             for _ in range(min(connections, keeps)):
                 held.enter_context(self.engine.connect())
 
-    def enqueue(self, link: SharedLink, event_id: str | None) -> tuple[str, bool]:
+    def enqueue(self, link: SharedLink, event_id: str | None, problem: str | None = None) -> tuple[str, bool]:
         """Insert a job for a shared link; a repeat of the same (channel, ts, url) returns the first.
 
         One transaction either way: a repeat (Slack retries any event it thinks unanswered) meets the conflict
         without a failed INSERT, its rollback and a second connection, once half of the ack path's database time.
         A racing first insert is waited for by PostgreSQL and serialised by SQLite, so the SELECT then finds it.
         """
-        key = {"channel_id": link.channel_id, "message_ts": link.message_ts, "url": link.url}
+        key = {"channel_id": link.channel_id, "message_ts": link.message_ts, "url": link.url[:MAX_LINK_CHARS]}
         values = key | {
             "id": uuid.uuid4().hex,
             "event_id": event_id,
             "thread_ts": link.thread_ts,
             "slack_text": link.text,
+            "link_problem": problem[:200] if problem else None,
         }
         with self.engine.begin() as conn:
             created = conn.execute(self._insert_job, values).scalar_one_or_none()
@@ -260,6 +265,7 @@ class JobStore:
                         slack_text=row.slack_text,
                         checkpoints=_checkpoints(row.checkpoints_json),
                         age_seconds=max(0.0, float(row.age_seconds)),
+                        link_problem=row.link_problem,
                     )
         return None
 

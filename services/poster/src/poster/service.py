@@ -11,7 +11,14 @@ from poster.settings import PosterSettings
 from poster.slack import REPLY_EVENT_TYPE, SlackPoster, SlackPostError
 from poster.store import UNCERTAIN, PostState, PostStore
 from technoshare_common.schemas import NoticeDelivery, PostStatus, ReplyRequest, ReplyResult
-from technoshare_common.slack_format import SLACK_SECTION_LIMIT, context_block, escape, render_blocks, render_text
+from technoshare_common.slack_format import (
+    SLACK_SECTION_LIMIT,
+    context_block,
+    escape,
+    render_blocks,
+    render_text,
+    source_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ def build_payload(request: ReplyRequest) -> dict[str, Any]:
         text = escape(request.notice.text)  # composer's own wording, escaped anyway: nothing pings from here
         blocks = [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            context_block([f"Source: <{request.source_url}>"]),
+            context_block([source_line(request.source_url)]),
         ]
     else:
         assert request.reply is not None  # ReplyRequest holds exactly one of reply and notice

@@ -1,4 +1,5 @@
-"""POST /v1/jobs (ingest's hand-off, posts) and POST /v1/compose (dry run, never posts)."""
+"""POST /v1/jobs (ingest's hand-off, posts), POST /v1/notices (a link ingest refused: the notice only) and
+POST /v1/compose (dry run, never posts)."""
 
 from typing import Annotated
 
@@ -7,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from composer.pipeline import DependencyUnavailable, Pipeline
 from technoshare_common.auth import Caller, require_caller
 from technoshare_common.context import channel_id_var, job_id_var
-from technoshare_common.schemas import ComposeRequest, ComposeResult, JobRunRequest
+from technoshare_common.schemas import ComposeRequest, ComposeResult, JobRunRequest, NoticeRunRequest
 
 router = APIRouter(prefix="/v1")
 
@@ -26,6 +27,19 @@ async def run_job(job: JobRunRequest, pipeline: Annotated[Pipeline, Depends(get_
     job_token, channel_token = job_id_var.set(job.job_id), channel_id_var.set(job.channel_id)
     try:
         return await pipeline.run_job(job)
+    except DependencyUnavailable as exc:
+        raise _unavailable(exc) from exc
+    finally:
+        job_id_var.reset(job_token)
+        channel_id_var.reset(channel_token)
+
+
+@router.post("/notices", dependencies=[Depends(require_caller(Caller.ingest))])
+async def run_notice(job: NoticeRunRequest, pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ComposeResult:
+    """A link ingest refused: the unreadable notice only."""
+    job_token, channel_token = job_id_var.set(job.job_id), channel_id_var.set(job.channel_id)
+    try:
+        return await pipeline.run_notice(job)
     except DependencyUnavailable as exc:
         raise _unavailable(exc) from exc
     finally:

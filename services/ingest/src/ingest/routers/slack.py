@@ -24,7 +24,8 @@ SLACK_EVENTS = Counter("technoshare_slack_events_total", "Slack requests receive
 
 LINKS_REFUSED = Counter(
     "technoshare_links_refused_total",
-    "Shared links that can never become a job (malformed, a port out of range, over 2048 characters): skipped.",
+    "Shared links that can never be fetched (malformed, a port out of range, over 2048 characters): answered with "
+    "the unreadable notice, never handed to retrieval.",
 )
 PUBLIC_PATHS = frozenset({"/slack/events"})  # called by Slack, not by the services: see create_app
 
@@ -71,21 +72,22 @@ async def slack_events(
         return Response(status_code=status.HTTP_200_OK)
 
     links, refused = shared_links(event, settings.max_links_per_message)
-    for url, problem in refused.items():
-        LINKS_REFUSED.inc()
-        log.warning("link refused", extra={"url": url[:200], "reason": problem, "event_id": payload.get("event_id")})
     event_id = payload.get("event_id")
     created = 0
-    for link in links:
+    # A refused link is a job too, one that gets the unreadable notice and is never fetched.
+    for link, problem in [*((link, None) for link in links), *refused.items()]:
         try:
-            job_id, is_new = await acks.call(store.enqueue, link, event_id)
+            job_id, is_new = await acks.call(store.enqueue, link, event_id, problem)
         except StoreUnavailable:
             SLACK_EVENTS.labels("store_unavailable").inc()  # Slack delivers it again; links stored already dedup
             raise
         created += is_new
+        if problem is not None and is_new:
+            LINKS_REFUSED.inc()
+            log.warning("link refused", extra={"job_id": job_id, "url": link.url[:200], "reason": problem})
         log.info(
             "job accepted" if is_new else "duplicate link ignored",
-            extra={"job_id": job_id, "url": link.url, "retry_num": request.headers.get("x-slack-retry-num")},
+            extra={"job_id": job_id, "url": link.url[:200], "retry_num": request.headers.get("x-slack-retry-num")},
         )
     SLACK_EVENTS.labels("jobs_created" if created else "no_new_jobs").inc()
     if created:
