@@ -4,6 +4,8 @@ The rehearsal routes each Service to ready pods only (tests/rehearsal/routing.py
 does not cascade: a provider or a peer down leaves every other pod in its Service. Named to run after the other
 rehearsal tests: they share the release, and these leave its breaker and poster freshly recovered."""
 
+import dataclasses
+import json
 import time
 from collections.abc import Callable
 
@@ -11,6 +13,7 @@ import httpx
 
 from tests.rehearsal.conftest import SERVICE_PORTS, Rehearsal
 from tests.support.chaos import SlackTraffic, Tally, tally, wait_all_done
+from tests.support.servers import ROOT
 
 JOBS_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/rehearsal_jobs"
 OUTAGE_SECONDS = 180.0
@@ -38,8 +41,15 @@ def _outage(rehearsal: Rehearsal, begin: Callable[[], None], end: Callable[[], N
     return tally(traffic, rows, messages), longest
 
 
-def _assert_whole(result: Tally, longest: float) -> None:
-    print(f"{result.summary()} longest={longest:.0f}s")  # the figures the closing note quotes
+FIGURES = ROOT / ".run" / "rehearsal-outages.jsonl"  # each scenario's figures, for the benchmarks page
+
+
+def _assert_whole(scenario: str, result: Tally, longest: float) -> None:
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES.open("a") as figures:
+        figures.write(
+            json.dumps({"scenario": scenario, **dataclasses.asdict(result), "longest_seconds": longest}) + "\n"
+        )
     assert result.accepted == result.events and result.accepted > 0, result.summary()
     assert not result.lost and not result.doubled, (result.lost[:5], result.doubled[:5])
     assert result.outcomes == {"success": result.jobs}, result.summary()
@@ -64,7 +74,7 @@ def test_a_provider_failing_for_three_minutes_is_answered_by_the_fallback_upstre
         rehearsal.llm.failing = False
 
     result, longest = _outage(rehearsal, provider_fails, provider_back)
-    _assert_whole(result, longest)  # every reply normal (success, not degraded): the fallback wrote them
+    _assert_whole("provider_down", result, longest)  # every reply normal (success, not degraded): the fallback
     assert len(rehearsal.fallback_llm.requests) > before[0] and _gateway_fallbacks() > before[1]
     rehearsal.release.check_healthy()
 
@@ -80,5 +90,5 @@ def test_poster_stopped_for_three_minutes_loses_no_reply(rehearsal: Rehearsal) -
         rehearsal.release.wait_ready("technoshare-poster")
 
     result, longest = _outage(rehearsal, stop_poster, start_poster)
-    _assert_whole(result, longest)
+    _assert_whole("poster_down", result, longest)
     rehearsal.release.check_healthy()
