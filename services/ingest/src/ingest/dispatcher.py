@@ -201,32 +201,23 @@ class Dispatcher:
         final = self._is_final(job)
         request: JobRunRequest | NoticeRunRequest
         path = "/v1/jobs"
+        # The claim's number is the attempt's: unique to this hand-off even after a refunded give-back, so ingest
+        # refuses the checkpoints of any other (stale) attempt.
+        common = {
+            "job_id": job.id,
+            "channel_id": job.channel_id,
+            "message_ts": job.message_ts,
+            "thread_ts": job.thread_ts,
+            "url": job.url,
+            "attempt": job.claim,
+        }
         try:
             if job.link_problem is not None:  # refused at ingest: composer answers it with the notice only
                 path = "/v1/notices"
-                request = NoticeRunRequest(
-                    job_id=job.id,
-                    channel_id=job.channel_id,
-                    message_ts=job.message_ts,
-                    thread_ts=job.thread_ts,
-                    url=job.url,
-                    problem=job.link_problem,
-                    attempt=job.claim,
-                )
+                request = NoticeRunRequest.model_validate(common | {"problem": job.link_problem})
             else:
-                request = JobRunRequest(
-                    job_id=job.id,
-                    channel_id=job.channel_id,
-                    message_ts=job.message_ts,
-                    thread_ts=job.thread_ts,
-                    url=job.url,
-                    slack_text=job.slack_text,
-                    # The claim's number, unique to this hand-off even after a refunded give-back: ingest refuses the
-                    # checkpoints of any other (stale) attempt.
-                    attempt=job.claim,
-                    final_attempt=final,
-                    checkpoints=job.checkpoints,
-                )
+                extra = {"slack_text": job.slack_text, "final_attempt": final, "checkpoints": job.checkpoints}
+                request = JobRunRequest.model_validate(common | extra)
         except ValidationError as exc:  # a row stored before ingest validated links: it can never be sent
             await self._give_up(job, "unfit", f"no valid request for composer: {exc.errors()[0]['msg']}")
             return

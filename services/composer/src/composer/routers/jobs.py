@@ -1,6 +1,8 @@
 """POST /v1/jobs (ingest's hand-off, posts), POST /v1/notices (a link ingest refused: the notice only) and
 POST /v1/compose (dry run, never posts)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -22,29 +24,30 @@ def _unavailable(exc: DependencyUnavailable) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"dependency unavailable: {exc}")
 
 
-@router.post("/jobs", dependencies=[Depends(require_caller(Caller.ingest))])
-async def run_job(job: JobRunRequest, pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ComposeResult:
+@contextmanager
+def _about(job: JobRunRequest | NoticeRunRequest) -> Iterator[None]:
+    """The job's ids on every log line of the request; a dependency that is down is a 503 (retry), not a 500."""
     job_token, channel_token = job_id_var.set(job.job_id), channel_id_var.set(job.channel_id)
     try:
-        return await pipeline.run_job(job)
+        yield
     except DependencyUnavailable as exc:
         raise _unavailable(exc) from exc
     finally:
         job_id_var.reset(job_token)
         channel_id_var.reset(channel_token)
+
+
+@router.post("/jobs", dependencies=[Depends(require_caller(Caller.ingest))])
+async def run_job(job: JobRunRequest, pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ComposeResult:
+    with _about(job):
+        return await pipeline.run_job(job)
 
 
 @router.post("/notices", dependencies=[Depends(require_caller(Caller.ingest))])
 async def run_notice(job: NoticeRunRequest, pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ComposeResult:
     """A link ingest refused: the unreadable notice only."""
-    job_token, channel_token = job_id_var.set(job.job_id), channel_id_var.set(job.channel_id)
-    try:
+    with _about(job):
         return await pipeline.run_notice(job)
-    except DependencyUnavailable as exc:
-        raise _unavailable(exc) from exc
-    finally:
-        job_id_var.reset(job_token)
-        channel_id_var.reset(channel_token)
 
 
 @router.post("/compose", dependencies=[Depends(require_caller(Caller.eval, Caller.operator))])
