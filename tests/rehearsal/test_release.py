@@ -89,7 +89,8 @@ print(httpx.post(url, json={}, headers=token, timeout=10).status_code)
     [
         ("retrieval", "POSTER", "/v1/replies", 401),  # a pod that parses hostile HTML cannot post to Slack
         ("retrieval", "INGEST", "/v1/jobs/x/checkpoints", 401),  # nor write a reply for composer to post
-        ("ingest", "POSTER", "/v1/replies", 403),  # a known caller, on a route not meant for it
+        ("retrieval", "COMPOSER", "/v1/jobs", 401),  # nor hand composer a job
+        ("ingest", "COMPOSER", "/v1/compose", 403),  # a caller composer knows, on a route not meant for it
     ],
 )
 def test_a_pod_calling_a_service_it_has_no_business_with_is_refused(
