@@ -1,9 +1,9 @@
 """The chart gives each workload its own token and each service exactly the callers of the architecture."""
 
+import hashlib
 import json
 from typing import Any
 
-from tests.rehearsal.kube import expand
 from tests.support.helm import CHART, deployments, helm, render
 
 ACCEPTED = {
@@ -15,33 +15,37 @@ ACCEPTED = {
 }
 
 
-def token_env(container: dict[str, Any], secret: dict[str, str]) -> dict[str, str]:
-    """The container's env with secret values filled in and $(VAR) expanded, as the kubelet would."""
-    env: dict[str, str] = {}
-    for entry in container["env"]:
-        ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
-        if ref and ref["name"].endswith("-internal-token"):
-            env[entry["name"]] = secret[ref["key"]]
-        elif "value" in entry:
-            env[entry["name"]] = expand(str(entry["value"]), env)
-    return env
-
-
-def test_each_service_accepts_exactly_its_callers_and_holds_only_its_own_token() -> None:
+def test_each_service_checks_exactly_its_callers_and_holds_no_token_but_its_own() -> None:
+    """A callee gets the sha256 of each caller's token, never the token: a compromised pod cannot act as its callers,
+    and no service pod holds the operator's token, the root the callers' tokens are derived from."""
     documents = render()
-    [secret] = [d for d in documents if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-internal-token")]
-    tokens: dict[str, str] = secret["stringData"]
+    tokens = _secret(documents)
     assert len(set(tokens.values())) == len(tokens)  # no two callers share a token
-    by_token = {token: key for key, token in tokens.items()}
     for service, spec in deployments(documents).items():
         if service not in ACCEPTED:
             continue
-        env = token_env(spec["containers"][0], tokens)
-        assert by_token[env["TECHNOSHARE_INTERNAL_TOKEN"]] == service
-        accepted = json.loads(env["TECHNOSHARE_CALLER_TOKENS"])
+        env = spec["containers"][0]["env"]
+        refs = [e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in (e.get("valueFrom") or {})]
+        assert [r["key"] for r in refs if r["name"].endswith("-internal-token")] == [service]
+        [accepted] = [json.loads(e["value"]) for e in env if e["name"] == "TECHNOSHARE_CALLER_TOKENS"]
         assert set(accepted) == ACCEPTED[service], service
-        for caller, token in accepted.items():
-            assert by_token[token] == ("token" if caller == "operator" else caller), (service, caller)
+        for caller, check in accepted.items():
+            token = tokens["token" if caller == "operator" else caller]
+            assert check == "sha256:" + hashlib.sha256(token.encode()).hexdigest(), (service, caller)
+        values = {str(e.get("value")) for e in env}
+        assert not values & set(tokens.values()), service  # no raw token in plain env either
+
+
+def test_with_an_existing_secret_every_pod_shares_its_token() -> None:
+    """The chart cannot know an existing Secret's tokens: one shared token (its key `token`), as before."""
+    documents = render("--set", "secrets.internalToken.existingSecret=mine")
+    for service, spec in deployments(documents).items():
+        if service not in ACCEPTED:
+            continue
+        env = spec["containers"][0]["env"]
+        refs = [e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in (e.get("valueFrom") or {})]
+        assert [r["key"] for r in refs if r["name"] == "mine"] == ["token"], service
+        assert "TECHNOSHARE_CALLER_TOKENS" not in {e["name"] for e in env}
 
 
 def _secret(documents: list[dict[str, Any]]) -> dict[str, str]:

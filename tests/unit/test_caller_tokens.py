@@ -1,6 +1,7 @@
 """Each caller has its own token and each route serves only the callers it needs: a compromised pod's token opens
 nothing else (poster's replies only for composer, checkpoint writes only for composer, and so on)."""
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,14 @@ def test_without_caller_tokens_the_shared_token_opens_every_route(tmp_path: Path
     with TestClient(build_poster(settings)) as poster:
         assert poster.post("/v1/replies", json=REPLY, headers=bearer("shared")).status_code == 200
         assert poster.post("/v1/replies", json=REPLY, headers=bearer("other")).status_code == 401
+
+
+def test_a_service_given_only_a_callers_hash_checks_its_token(tmp_path: Path) -> None:
+    """The chart gives callees `sha256:` of their callers' tokens: they can check them, never present them."""
+    digest = hashlib.sha256(TOKENS["composer"].encode()).hexdigest()
+    settings = PosterSettings(
+        POSTER_DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}", TECHNOSHARE_CALLER_TOKENS={"composer": f"sha256:{digest}"}
+    )
+    with TestClient(build_poster(settings)) as poster:
+        assert poster.post("/v1/replies", json=REPLY, headers=bearer(TOKENS["composer"])).status_code == 200
+        assert poster.post("/v1/replies", json=REPLY, headers=bearer(f"sha256:{digest}")).status_code == 401

@@ -14,6 +14,7 @@ from technoshare_common.schemas import (
     NoticeDelivery,
     Outcome,
 )
+from technoshare_common.text import split_sentences
 from tests.support.composer_services import ComposerServices, composer_pipeline
 from tests.support.jobs import arxiv_job
 from tests.support.scripted_llm import ScriptedLLM
@@ -117,3 +118,25 @@ async def test_a_composed_notice_in_words_composer_never_uses_is_not_posted(llm:
     assert result.outcome == Outcome.success and result.notice is None
     [posted] = services.posted
     assert posted.notice is None and posted.reply is not None
+
+
+async def test_a_composed_reply_to_a_short_source_is_posted_on_resume_not_composed_again(
+    llm: tuple[ScriptedLLM, str],
+) -> None:
+    """A short source lowers the lengths the gates ask for; the re-gating of a resumed reply must lower them too."""
+    sentences = split_sentences(FINISHED.evidence.text)[:7]
+    short = FINISHED.evidence.model_copy(
+        update={"text": " ".join(sentences), "snippets": FINISHED.evidence.snippets[:1]}
+    )
+    short.snippets[0] = short.snippets[0].model_copy(update={"text": " ".join(sentences)})
+    services = ComposerServices(short, post_failures=1)
+    composer = composer_pipeline(services, LLM_GATEWAY_URL=llm[1], COMPOSE_MODE="extractive")
+    with pytest.raises(DependencyUnavailable, match="slack"):
+        await composer.run_job(JOB)
+    composed = services.saved.composed
+    assert composed is not None and composed.reply is not None
+    assert len(composed.reply.summary) < composer.composer.gate_config.summary_min  # the source is short
+    refused, paid = COMPOSED_REFUSED._value.get(), len(llm[0].requests)
+    result = await composer.run_job(again(JOB, services))
+    assert result.outcome == Outcome.success and result.post is not None
+    assert COMPOSED_REFUSED._value.get() == refused and len(llm[0].requests) == paid  # posted as it was

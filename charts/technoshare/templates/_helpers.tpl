@@ -165,24 +165,36 @@ postgresql: {port: 5432, from: [ingest, poster, llm-gateway, mlflow, mlflow-db-u
 minio: {port: 9000, from: [mlflow, mlflow-gc, minio-bucket]}
 {{- end }}
 
-{{/* A workload's tokens: its own (TECHNOSHARE_INTERNAL_TOKEN, what it presents) and its accepted callers'
-(TECHNOSHARE_CALLER_TOKENS, assembled from one variable per caller). `caller` is the workload's key in the Secret. */}}
+{{/* The operator's token, the root of the callers' tokens: resolved once per render (a second resolution could draw
+another random value), by whichever template asks first. */}}
+{{- define "technoshare.operatorToken" -}}
+{{- $internal := .Values.secrets.internalToken }}
+{{- if not (hasKey $internal "resolved") }}
+{{- $value := include "technoshare.secretValue" (dict "root" . "name" (include "technoshare.internalTokenSecret" .) "key" "token" "value" $internal.token "path" "secrets.internalToken.token") }}
+{{- $_ := set $internal "resolved" $value }}
+{{- end }}
+{{- $internal.resolved }}
+{{- end }}
+
+{{/* A workload's tokens: its own (TECHNOSHARE_INTERNAL_TOKEN, what it presents, its key in the Secret) and the
+sha256 of each caller it accepts (TECHNOSHARE_CALLER_TOKENS): a callee can check a caller's token but never present
+it, and no pod but `helm test` holds the operator's, the root of the others. With an existingSecret the chart cannot
+know the tokens: every pod shares its key `token` (one shared token, as before per-caller tokens). */}}
 {{- define "technoshare.tokenEnv" -}}
 {{- $secret := include "technoshare.internalTokenSecret" .root }}
 - name: TECHNOSHARE_INTERNAL_TOKEN
   valueFrom:
-    secretKeyRef: {name: {{ $secret }}, key: {{ ternary "token" .caller (eq .caller "operator") }}}
+    secretKeyRef: {name: {{ $secret }}, key: {{ ternary "token" .caller (or (eq .caller "operator") (not (empty .root.Values.secrets.internalToken.existingSecret))) }}}
 {{- $accepted := index (include "technoshare.acceptedCallers" .root | fromYaml) .caller | default list }}
-{{- if $accepted }}
-{{- $pairs := list }}
+{{- if and $accepted (not .root.Values.secrets.internalToken.existingSecret) }}
+{{- $operator := include "technoshare.operatorToken" .root }}
+{{- $hashes := dict }}
 {{- range $accepted }}
-- name: {{ printf "TECHNOSHARE_CALLER_TOKEN_%s" (upper .) }}
-  valueFrom:
-    secretKeyRef: {name: {{ $secret }}, key: {{ ternary "token" . (eq . "operator") }}}
-{{- $pairs = append $pairs (printf "%q: \"$(TECHNOSHARE_CALLER_TOKEN_%s)\"" . (upper .)) }}
+{{- $token := eq . "operator" | ternary $operator (include "technoshare.callerToken" (dict "root" $operator "caller" .)) }}
+{{- $_ := set $hashes . (printf "sha256:%s" (sha256sum $token)) }}
 {{- end }}
 - name: TECHNOSHARE_CALLER_TOKENS
-  value: {{ printf "{%s}" (join ", " $pairs) | quote }}
+  value: {{ toJson $hashes | quote }}
 {{- end }}
 {{- end }}
 

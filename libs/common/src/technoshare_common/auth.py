@@ -2,13 +2,15 @@
 
 Two modes, chosen by configuration:
 - caller tokens (the chart's default): TECHNOSHARE_CALLER_TOKENS maps each caller this service accepts (ingest,
-  composer, eval, operator) to that caller's token, and every route names the callers it serves
-  (`require_caller`). A known caller on a route not meant for it gets 403, an unknown token 401. A compromised
-  pod holds only its own token, which opens only the routes its service needs.
+  composer, eval, operator) to that caller's token or its `sha256:` hash (the chart gives hashes), and every route
+  names the callers it serves (`require_caller`). A caller this service accepts, on a route not meant for it,
+  gets 403; any other token 401. A compromised pod holds only its own token, which opens only the routes its
+  service needs.
 - a shared token (local runs, older deployments): TECHNOSHARE_INTERNAL_TOKEN alone, accepted on every route.
 With neither set, the check is off (local only; the app warns at start).
 """
 
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -24,6 +26,10 @@ class Caller(StrEnum):
 
 
 def _matches(token: str, expected: str) -> bool:
+    """`expected` is the token, or `sha256:<hex>` of it: a service that only checks a caller's token needs no more,
+    and then cannot present it."""
+    if expected.startswith("sha256:"):
+        return hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest().encode(), expected[7:].encode())
     return hmac.compare_digest(token.encode(), expected.encode())
 
 

@@ -153,8 +153,9 @@ class ReplyComposer:
             return composed.notice.text in {unreadable_notice(kind, self.settings).text for kind in kinds}
         if composed.reply is None or evidence is None:
             return False
-        context = GateContext(EvidenceIndex.from_evidence(evidence), self.projects)
-        results = check_reply(composed.reply, render_text(composed.reply), self.gate_config, context)
+        index = EvidenceIndex.from_evidence(evidence)
+        config = gates_for_source(self.gate_config, index)  # the gates as the reply first met them
+        results = check_reply(composed.reply, render_text(composed.reply), config, GateContext(index, self.projects))
         if composed.outcome == Outcome.gate_failed:
             results = [r for r in results if r.name == "no_markup"]
         return all(r.passed for r in results)

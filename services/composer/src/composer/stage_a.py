@@ -118,7 +118,7 @@ class StageA:
                 for call in result.tool_calls:
                     tool_calls += 1
                     with tracer.span("search_tool_call", span_type="TOOL", inputs=call.function.arguments) as span:
-                        answer, snippets = await self._search(call.function.arguments, evidence, slack_text)
+                        answer, snippets = await self._search(call.function.arguments, evidence)
                         span.set_attributes({"snippet_count": len(snippets)})
                     extra += snippets
                     messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
@@ -139,12 +139,12 @@ class StageA:
                     },
                 ]
 
-    async def _search(self, arguments: str, evidence: Evidence, slack_text: str) -> tuple[str, list[Snippet]]:
+    async def _search(self, arguments: str, evidence: Evidence) -> tuple[str, list[Snippet]]:
         assert self.search is not None
         try:
             args = json.loads(arguments or "{}")
             asked = SearchRequest(query=args.get("query"), url=args.get("url"), max_results=3)
-            request = allowed_search(asked, evidence, slack_text)
+            request = allowed_search(asked, evidence)
         except SearchRefused as exc:
             SEARCHES_REFUSED.inc()
             log.warning("search refused", extra={"reason": str(exc)})

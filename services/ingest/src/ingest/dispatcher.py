@@ -46,6 +46,9 @@ JOBS_GIVEN_UP = Counter(
 )
 
 
+SKEW_STATUSES = frozenset({401, 403, 404})
+
+
 def _first_line(exc: BaseException) -> str:
     """The exception's class and first line only: a driver's message can carry connection details."""
     message = str(exc).splitlines()[0] if str(exc) else ""
@@ -162,7 +165,7 @@ class Dispatcher:
         except Exception as exc:
             # Ends this attempt now, not when its lease runs out; its claim counts towards JOB_MAX_CLAIMS.
             log.exception("hand-off failed unexpectedly; the attempt ends here")
-            await self._retry_later(job, f"hand-off failed: {_first_line(exc)}")
+            await self._end_or_retry(job, f"hand-off failed: {_first_line(exc)}", self._is_final(job))
         finally:
             heartbeat.cancel()
             JOBS_IN_FLIGHT.dec()
@@ -247,18 +250,23 @@ class Dispatcher:
             log.warning("job finished after its lease was taken over; outcome left to the new attempt")
 
     async def _after_failure(self, job: ClaimedJob, exc: ServiceError, final: bool) -> None:
-        if not exc.retryable:
+        # 401/403/404 from composer are a rollout's version skew (a new token, a route not there yet) as often as a
+        # misconfiguration: retried through the window, then given up and alerted on, rather than lost at once.
+        if not exc.retryable and exc.status_code not in SKEW_STATUSES:
             DISPATCH_ATTEMPTS.labels("rejected").inc()
             await self._give_up(job, "rejected", f"composer rejected the job: {exc}")
             return
+        await self._end_or_retry(job, str(exc), final)
+
+    async def _end_or_retry(self, job: ClaimedJob, error: str, final: bool) -> None:
         if final:
             DISPATCH_ATTEMPTS.labels("exhausted").inc()
             reason = "max_claims" if job.claim >= self.settings.max_claims else "retry_window"
             waited = round(job.age_seconds)
-            await self._give_up(job, reason, f"gave up after {job.attempts} attempts over {waited} s; last: {exc}")
+            await self._give_up(job, reason, f"gave up after {job.attempts} attempts over {waited} s; last: {error}")
             return
         DISPATCH_ATTEMPTS.labels("retry").inc()
-        await self._retry_later(job, str(exc))
+        await self._retry_later(job, error)
 
     async def _retry_later(self, job: ClaimedJob, error: str) -> None:
         delay = self._backoff(job.attempts) * random.uniform(0.8, 1.2)
