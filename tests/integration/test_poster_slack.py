@@ -20,6 +20,7 @@ from technoshare_common.schemas import (
     PostStatus,
     ProjectLink,
     ReplyRequest,
+    ReplyResult,
 )
 from tests.support.fake_slack import MISSING_CHANNEL, VALID_TOKEN, FakeSlack, Fault, FaultKind
 from tests.support.servers import serve_in_thread
@@ -41,6 +42,7 @@ def settings(slack: FakeSlack, database_url: str) -> PosterSettings:
         SLACK_API_URL=f"{slack.url}/api/",
         POSTER_DATABASE_URL=database_url,  # type: ignore[attr-defined]
         POST_CLAIM_STALE_SECONDS=0.5,
+        POST_SETTLE_SECONDS=0,  # the test that needs a settling time sets its own
     )
 
 
@@ -143,6 +145,31 @@ async def test_a_post_slack_may_have_taken_is_looked_for_before_the_next_attempt
     assert slack.calls == ["chat.postMessage", "conversations.replies"]
     assert (await service.reply(_request("job-maybe"))).status == PostStatus.already_posted
     assert len(slack.messages) == 1
+
+
+async def test_a_post_slack_takes_after_the_client_gave_up_is_found_once_it_has_settled(
+    slack: FakeSlack, settings: PosterSettings
+) -> None:
+    """Slack takes the request 2 s late, after a 1 s timeout: a search at once would miss it and post twice."""
+    service = _service(settings.model_copy(update={"slack_timeout_seconds": 1.0, "settle_seconds": 3.0}))
+    slack.inject(Fault(FaultKind.accepted_late, delay=2.0))
+    assert (await service.reply(_request("job-settle"))).status == PostStatus.failed
+    too_soon = await service.reply(_request("job-settle"))
+    assert (too_soon.status, too_soon.retryable) == (PostStatus.failed, True)
+    assert "conversations.replies" not in slack.calls  # no search while Slack may still be taking the post
+    result = await _until_not_retryable(service, _request("job-settle"))
+    assert result.status == PostStatus.already_posted and len(slack.messages) == 1
+    assert slack.calls.count("chat.postMessage") == 1
+
+
+async def _until_not_retryable(service: PosterService, request: ReplyRequest) -> ReplyResult:
+    """The job's next attempts, as ingest's retries make them, until one is no longer a retryable failure."""
+    deadline = time.monotonic() + 30
+    while True:
+        result = await service.reply(request)
+        if result.status != PostStatus.failed or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.2)  # the retry's backoff, not a wait for a condition
 
 
 async def test_a_5xx_before_slack_took_the_post_is_posted_by_the_next_attempt(

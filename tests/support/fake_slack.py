@@ -22,6 +22,7 @@ MISSING_CHANNEL = "C0MISSING"
 
 class FaultKind(StrEnum):
     late = "late"  # the call takes effect, its answer comes after `delay` seconds
+    accepted_late = "accepted_late"  # the call takes effect only after `delay` seconds (the client may have gone)
     reset = "reset"  # the call takes effect, the connection drops in the middle of the answer
     rate_limited = "rate_limited"  # 429 with Retry-After: nothing happens
     server_error = "server_error"  # a 5xx; the call takes effect first when `accept` is set
@@ -116,7 +117,13 @@ class FakeSlack:
                     return JSONResponse({"ok": False, "error": "msg_too_long"})
                 if fault is not None and fault.kind == FaultKind.server_error and not fault.accept:
                     return Response("upstream connect error", status_code=fault.status)
-                answer = self._call(method, args)
+                if fault is None or fault.kind != FaultKind.accepted_late:
+                    answer = self._call(method, args)
+            if fault is not None and fault.kind == FaultKind.accepted_late:
+                await asyncio.sleep(fault.delay)  # the fault itself: Slack takes the call this late
+                with self.lock:
+                    answer = self._call(method, args)
+                return JSONResponse(answer)
             if fault is None:
                 return JSONResponse(answer)
             if fault.kind == FaultKind.late:

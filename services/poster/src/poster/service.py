@@ -117,10 +117,18 @@ class PosterService:
             return ReplyResult(job_id=request.job_id, status=status, channel_id=request.channel_id, **fields)
 
         claim = self.store.claim(
-            request.job_id, request.channel_id, request.thread_ts, self.settings.claim_stale_seconds
+            request.job_id,
+            request.channel_id,
+            request.thread_ts,
+            self.settings.claim_stale_seconds,
+            self.settings.settle_seconds,
         )
         if claim.previous == PostState.posted:
             return result(PostStatus.already_posted, message_ts=claim.message_ts)
+        if claim.settling:
+            return result(
+                PostStatus.failed, error="the last post got no clear answer; waiting to search", retryable=True
+            )
         if not claim.acquired:
             return result(PostStatus.failed, error="another attempt is posting this job", retryable=True)
         try:

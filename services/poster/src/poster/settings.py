@@ -34,6 +34,13 @@ class PosterSettings(ServiceSettings):
         description="Timeout of one call to Slack. A post that times out may still have been taken: the next "
         "attempt searches the thread for it before posting.",
     )
+    settle_seconds: float = Field(
+        30.0,
+        ge=0,
+        validation_alias="POST_SETTLE_SECONDS",
+        description="After a post with no clear answer from Slack (a timeout, a reset, a 5xx), how long the next "
+        "attempt waits before searching the thread for it: Slack may still be taking the request.",
+    )
     claim_stale_seconds: float = Field(
         60.0,
         gt=0,

@@ -41,6 +41,7 @@ class SlackPost(Base):
     claimed_at: Mapped[float] = mapped_column(Float)
     claim_token: Mapped[str | None] = mapped_column(String(32))
     posted_at: Mapped[float | None] = mapped_column(Float)
+    failed_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -53,6 +54,7 @@ class Claim:
     previous: PostState | None
     message_ts: str | None = None
     token: str = ""
+    settling: bool = False  # not acquired: an unclear post is too recent to search the thread for
 
 
 class PostStore:
@@ -64,7 +66,9 @@ class PostStore:
         table: Table = SlackPost.__table__  # type: ignore[assignment]  # a declarative class's table is a Table
         add_missing_columns(self.engine, table)
 
-    def claim(self, job_id: str, channel_id: str, thread_ts: str, stale_after: float) -> Claim:
+    def claim(self, job_id: str, channel_id: str, thread_ts: str, stale_after: float, settle: float = 0.0) -> Claim:
+        """`settle`: after a post with no clear answer, how long before the thread is searched for it. Slack may
+        still be taking a request the client gave up on; a search too soon would miss it, and post twice."""
         now, token = time.time(), uuid.uuid4().hex
         try:
             with self.engine.begin() as conn:
@@ -88,6 +92,8 @@ class PostStore:
                 return Claim(acquired=False, previous=state, message_ts=row.message_ts)
             if state == PostState.claimed and row.claimed_at > now - stale_after:
                 return Claim(acquired=False, previous=state)
+            if state == PostState.maybe_posted and (row.failed_at or 0.0) > now - settle:
+                return Claim(acquired=False, previous=state, settling=True)
             # A finished attempt, or a claim whose holder died: take it over, unless someone else just did.
             taken = conn.execute(
                 update(SlackPost)
@@ -110,7 +116,7 @@ class PostStore:
 
     def mark_failed(self, job_id: str, token: str, error: str, maybe_posted: bool) -> bool:
         state = PostState.maybe_posted if maybe_posted else PostState.failed
-        return self._set(job_id, token, state=state.value, error=error)
+        return self._set(job_id, token, state=state.value, error=error, failed_at=time.time())
 
     def _set(self, job_id: str, token: str, **values: object) -> bool:
         with self.engine.begin() as conn:
