@@ -169,7 +169,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
             "externalS3": {"endpoint": s3_endpoint},
             "llmGateway": {
                 "upstreamBaseUrl": f"{llm_url}/v1",
-                # A second provider: while the first fails, the gateway answers from it (test_outages.py).
+                # A second provider: while the first fails, the gateway answers from it (test_release_outages.py).
                 "env": [
                     {
                         "name": "LLM_UPSTREAMS",

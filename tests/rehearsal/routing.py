@@ -1,8 +1,8 @@
 """kube-proxy for the rehearsal: each Service on a loopback address of its own, forwarding to ready pods only.
 
 A Service's port forwards new connections to its target port on the pod while the pod's readiness probe passes,
-checked every second; an unready or stopped pod leaves its Service, so callers get connection refused, as in a
-cluster with no ready endpoints. Connections already open stay with their pod."""
+checked every second; an unready or stopped pod leaves its Service, so a caller's new connection is closed at once,
+as in a cluster with no ready endpoints (kube-proxy refuses it). Connections already open stay with their pod."""
 
 import threading
 from collections.abc import Callable

@@ -53,14 +53,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/* A secret value that stays the same across renders: the given one, else the one stored in the cluster, else a
-random one, but only when this render can see the cluster (`helm install/upgrade`), which then stores it for the
-next. `helm template` and GitOps tools see no cluster: a random value there would change on every render, so they
+random one, but only when this render can see the cluster (`helm install/upgrade`: the namespace's
+kube-root-ca.crt ConfigMap, which every namespace has and namespace-scoped rights can read), which then stores it for
+the next. `helm template` and GitOps tools see no cluster: a random value there would change on every render, so they
 must give the value or an existingSecret (`path` names the value in the error). */}}
 {{- define "technoshare.secretValue" -}}
 {{- if .value }}{{ .value }}{{- else }}
 {{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name }}
 {{- if and $existing (index $existing.data .key) }}{{ index $existing.data .key | b64dec }}
-{{- else if lookup "v1" "Namespace" "" "kube-system" }}{{ randAlphaNum 32 }}
+{{- else if lookup "v1" "ConfigMap" .root.Release.Namespace "kube-root-ca.crt" }}{{ randAlphaNum 32 }}
 {{- else }}{{ fail (printf "%s (or its existingSecret) is required: this render cannot see a cluster (helm template, a GitOps tool, --dry-run), so a generated secret would change on every render and break the running pods. Set it, or let `helm install` generate it." .path) }}
 {{- end }}
 {{- end }}

@@ -154,17 +154,25 @@ def create_app(
             settings.mlflow_spool_dir,
         )
         checking = asyncio.create_task(peers.run(), name="dependency-checks") if peers.checks else None
-        try:
-            if lifespan is None:
-                yield
-            else:
-                async with lifespan(app):
-                    yield
-        finally:
+
+        async def stop_checking() -> None:
             if checking is not None:
                 checking.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await checking
+
+        # The checks stop before the service's own lifespan closes the clients they use.
+        if lifespan is None:
+            try:
+                yield
+            finally:
+                await stop_checking()
+        else:
+            async with lifespan(app):
+                try:
+                    yield
+                finally:
+                    await stop_checking()
 
     app = FastAPI(title=f"technoshare-{service}", lifespan=_lifespan)
     app.state.settings = settings

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 
 def normalise_database_url(url: str) -> str:
@@ -36,7 +37,6 @@ class DatabaseTimeouts:
             "keepalives_interval": 10,
             "keepalives_count": 3,
             "tcp_user_timeout": round(self.statement_seconds * 1000),
-            "options": f"-c statement_timeout={round(self.statement_seconds * 1000)}",
         }
 
 
@@ -61,7 +61,7 @@ def make_engine(url: str, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS) -> Engi
             cursor.close()
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
@@ -70,13 +70,27 @@ def make_engine(url: str, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS) -> Engi
         connect_args=timeouts.postgresql_connect_args(),
     )
 
+    @event.listens_for(engine, "connect")
+    def _statement_timeout(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # A SET rather than the `options` start-up parameter, which PgBouncer refuses unless told to ignore it.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {round(timeouts.statement_seconds * 1000)}")
+        dbapi_connection.commit()
+
+    return engine
+
 
 def add_missing_columns(engine: Engine, table: Table) -> None:
     """Columns added to a table since its store was created: additive only, so an older database keeps working
     (create_all creates missing tables, never missing columns)."""
     existing = {column["name"] for column in inspect(engine).get_columns(table.name)}
-    with engine.begin() as conn:
-        for column in table.columns:
-            if column.name not in existing:
-                kind = column.type.compile(dialect=engine.dialect)
+    for column in table.columns:
+        if column.name in existing:
+            continue
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+        except DBAPIError:  # another replica starting at the same moment added it first
+            if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                raise

@@ -121,16 +121,18 @@ class SpoolVolume:
         return sorted(records)
 
     def make_room(self, needed: int) -> None:
-        """Drops the oldest records until `needed` more bytes fit in the budget."""
+        """Drops the oldest records until `needed` more bytes fit in the budget, with a tenth of it to spare: a full
+        volume is then walked once per tenth written, not on every write."""
         with self._lock:
             if self.used is not None and self.used + needed <= self.max_bytes:
                 self.used += needed
                 return
             records = self._scan()
+            target = self.max_bytes - self.max_bytes // 10
             dropped: dict[str, int] = {}
             for _, path, size in records:
                 assert self.used is not None
-                if self.used + needed <= self.max_bytes:
+                if self.used + needed <= target:
                     break
                 path.unlink(missing_ok=True)
                 self.used -= size

@@ -33,14 +33,17 @@ class AckStore:
         self.executor = ThreadPoolExecutor(settings.ack_threads, thread_name_prefix="ack")
         self.waiting = 0
 
-    async def call(self, function: Callable[..., T], *args: Any) -> T:
+    async def call(self, function: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
+        """`deadline`: the event loop's time by which the whole ack must be done (a message's links share it)."""
+        loop = asyncio.get_running_loop()
+        timeout = self.timeout if deadline is None else max(0.0, deadline - loop.time())
         if self.waiting >= self.limit:
             raise StoreUnavailable(f"{self.waiting} acks already wait for the job store")
         self.waiting += 1
-        future = asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        future = loop.run_in_executor(self.executor, function, *args)
         future.add_done_callback(self._finished)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout=self.timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout=timeout)
         except TimeoutError as exc:
             log.error("the job store did not answer an ack in time", extra={"timeout": self.timeout})
             raise StoreUnavailable(f"the job store did not answer within {self.timeout} s") from exc

@@ -1,5 +1,6 @@
 """POST /slack/events: the only public endpoint. It answers Slack fast and never loses an event."""
 
+import asyncio
 import json
 import logging
 from typing import Annotated, Any
@@ -74,10 +75,11 @@ async def slack_events(
     links, refused = shared_links(event, settings.max_links_per_message)
     event_id = payload.get("event_id")
     created = 0
+    deadline = asyncio.get_running_loop().time() + settings.ack_store_timeout_seconds  # for the whole message
     # A refused link is a job too, one that gets the unreadable notice and is never fetched.
     for link, problem in [*((link, None) for link in links), *refused.items()]:
         try:
-            job_id, is_new = await acks.call(store.enqueue, link, event_id, problem)
+            job_id, is_new = await acks.call(store.enqueue, link, event_id, problem, deadline=deadline)
         except StoreUnavailable:
             SLACK_EVENTS.labels("store_unavailable").inc()  # Slack delivers it again; links stored already dedup
             raise
