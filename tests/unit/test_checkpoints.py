@@ -76,15 +76,25 @@ async def test_checkpoints_of_another_app_version_are_composed_again_not_posted(
     composer = pipeline(llm[1], services)
     with pytest.raises(DependencyUnavailable, match="slack"):
         await composer.run_job(JOB)
-    assert services.saved.app_version == composer.composer.current_app_version()
-    # A rollout between the attempts: the saved reply was made by another version of the prompts or gates.
-    services.saved = services.saved.model_copy(update={"app_version": "technoshare-000000000000"})
+    current = composer.composer.current_app_version()
+    saved = services.saved
+    assert saved.stage_a and saved.stage_b and saved.composed
+    assert {saved.stage_a.app_version, saved.stage_b.app_version, saved.composed.app_version} == {current}
+    # A rollout between the attempts: the saved reply was made by another version of the prompts or gates; an
+    # attempt on this version then saved Stage A again (the store keeps both versions' stages side by side).
+    old = "technoshare-000000000000"
+    services.saved = saved.model_copy(
+        update={
+            "stage_b": saved.stage_b.model_copy(update={"app_version": old}),
+            "composed": saved.composed.model_copy(update={"app_version": old}),
+        }
+    )
     paid = len(llm[0].requests)
     result = await composer.run_job(again(JOB, services))
     assert result.outcome == Outcome.success and result.post is not None
-    assert len(llm[0].requests) > paid  # composed again, by this version
+    assert len(llm[0].requests) > paid  # Stage B composed again, by this version (Stage A, this version's, kept)
     assert services.calls == {"retrieval": 1, "poster": 2}  # the evidence, the link's own, was kept
-    assert services.saved.app_version == composer.composer.current_app_version()
+    assert services.saved.composed is not None and services.saved.composed.app_version == current
 
 
 async def test_a_composed_checkpoint_that_fails_its_gates_again_is_composed_anew_not_posted(

@@ -239,11 +239,19 @@ class ComposeResult(BaseModel):
         return [g for g in self.gates if not g.passed]
 
 
+STAGE_APP_VERSION = Field(
+    None,
+    description="The app version (prompts, models, gate settings, code) that made this stage: an attempt on another "
+    "version makes it again rather than use it.",
+)
+
+
 class StageACheckpoint(BaseModel):
     facts: StageAFacts
     usage: TokenUsage
     model: str
     tool_calls: int = 0
+    app_version: str | None = STAGE_APP_VERSION
 
 
 class StageBCheckpoint(BaseModel):
@@ -253,6 +261,7 @@ class StageBCheckpoint(BaseModel):
     usage: TokenUsage
     model: str
     messages: list[dict[str, Any]]
+    app_version: str | None = STAGE_APP_VERSION
 
 
 class JobCheckpoints(BaseModel):
@@ -271,14 +280,9 @@ class JobCheckpoints(BaseModel):
         description="The attempt (JobRunRequest.attempt) saving these stages: ingest refuses (409) a save from an "
         "attempt that no longer holds the job. Not stored; unset is not checked.",
     )
-    app_version: str | None = Field(
-        None,
-        description="The app version (prompts, models, gate settings, code) that made the stages: an attempt on "
-        "another version composes again rather than post what the old one made.",
-    )
 
     def stages(self) -> list[str]:
-        return [name for name, value in self if value is not None and name not in ("attempt", "app_version")]
+        return [name for name, value in self if value is not None and name != "attempt"]
 
 
 class CheckpointSaved(BaseModel):

@@ -172,13 +172,30 @@ class Pipeline:
         return saved.model_copy(update={"composed": None})
 
     def _same_version(self, saved: JobCheckpoints) -> JobCheckpoints:
-        """The checkpoints a job may resume from: another app version's drafts and reply are dropped (a rollout
-        between attempts must not post what the old prompts or gates made); the evidence, the link's own, stays."""
+        """The checkpoints a job may resume from: a stage made by another app version (or by one from before stages
+        carried theirs) is dropped, so a rollout between attempts never posts what old prompts or gates made; the
+        evidence, the link's own, stays. Each stage carries its own version: one job can hold stages of two."""
         current = self.composer.current_app_version()
-        if saved.app_version is None or saved.app_version == current:
-            return saved
-        log.info("dropping checkpoints of another app version", extra={"saved": saved.app_version, "now": current})
-        return JobCheckpoints(evidence=saved.evidence, app_version=current)
+        stale = {
+            name
+            for name, stage in (("stage_a", saved.stage_a), ("stage_b", saved.stage_b), ("composed", saved.composed))
+            if stage is not None and stage.app_version != current
+        }
+        if stale:
+            log.info("dropping checkpoints of another app version", extra={"stages": sorted(stale), "now": current})
+        return saved.model_copy(update=dict.fromkeys(stale))
+
+    def _stamped(self, finished: JobCheckpoints) -> JobCheckpoints:
+        """The stages marked with the app version that made them (a composed reply may carry its own already)."""
+        stamp = {"app_version": self.composer.current_app_version()}
+        composed = finished.composed
+        return finished.model_copy(
+            update={
+                "stage_a": finished.stage_a.model_copy(update=stamp) if finished.stage_a else None,
+                "stage_b": finished.stage_b.model_copy(update=stamp) if finished.stage_b else None,
+                "composed": composed.model_copy(update=stamp) if composed and not composed.app_version else composed,
+            }
+        )
 
     async def _checkpoint(self, job_id: str | None, finished: JobCheckpoints, attempt: int | None) -> None:
         """Keep a finished stage for the job's next attempt; a failure here only costs that saving. A 409 means
@@ -188,7 +205,7 @@ class Pipeline:
         try:
             await self.ingest.post(
                 f"/v1/jobs/{job_id}/checkpoints",
-                finished.model_copy(update={"attempt": attempt, "app_version": self.composer.current_app_version()}),
+                self._stamped(finished).model_copy(update={"attempt": attempt}),
                 CheckpointSaved,
             )
         except ServiceError as exc:
