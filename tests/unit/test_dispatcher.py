@@ -304,3 +304,20 @@ async def test_a_job_is_counted_once_when_its_outcome_is_stored_and_never_by_a_s
     await until(lambda: (view := store.get(second_job)) and view.state == JobState.done, "the second job")
     await dispatcher.stop()
     assert _counted("success", "grounded") == (before[0] + 1, before[1] + 1)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_a_refusal_a_rollout_can_cause_is_retried_through_the_window_not_given_up_at_once(
+    tmp_path: Path, status: int
+) -> None:
+    """A new ingest and an old composer (a token, a route not there yet) refuse each other until the rollout ends."""
+    composer = FakeComposer(fails=ServiceError("composer", "refused", status_code=status))
+    settings = {"JOB_RETRY_WINDOW_SECONDS": 0.6, "JOB_RETRY_BASE_SECONDS": 0.05, "JOB_RETRY_MAX_SECONDS": 0.1}
+    store, dispatcher = make(tmp_path, composer, **settings)
+    job_id = enqueue(store)
+    before = given_up("retry_window"), given_up("rejected")
+    dispatcher.start()
+    await until(lambda: (view := store.get(job_id)) and view.state == JobState.done, "the job to end")
+    await dispatcher.stop()
+    assert composer.calls > 1
+    assert (given_up("retry_window"), given_up("rejected")) == (before[0] + 1, before[1])
