@@ -82,8 +82,10 @@ class Dependencies:
         try:
             await asyncio.wait_for(check(), timeout=self.timeout)
             up, detail = True, "ok"
-        except Exception as exc:  # a timeout too: the peer did not answer in time
-            up, detail = False, _failure(exc) if not isinstance(exc, TimeoutError) else f"no answer in {self.timeout} s"
+        except TimeoutError:
+            up, detail = False, f"no answer in {self.timeout} s"
+        except Exception as exc:
+            up, detail = False, _failure(exc)
         if up is not self.last[name]["up"] and self.last[name]["up"] is not None:
             log.log(
                 logging.INFO if up else logging.WARNING, f"{name} is {'up' if up else 'down'}", extra={"detail": detail}

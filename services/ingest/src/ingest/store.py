@@ -81,6 +81,11 @@ class Job(Base):
     link_problem: Mapped[str | None] = mapped_column(String(200))
 
 
+def _claims() -> ColumnElement[int]:
+    """A job's claims so far; a row claimed before claims were counted has only its attempts."""
+    return func.coalesce(Job.claims, Job.attempts)
+
+
 @dataclass(frozen=True)
 class ClaimedJob:
     id: str
@@ -229,7 +234,7 @@ class JobStore:
     def claim_next(self, lease_seconds: float, max_claims: int = DEFAULT_MAX_CLAIMS) -> ClaimedJob | None:
         """Take one due job under a fresh lease, timed on the database's clock. A job claimed `max_claims` times
         already is never handed out again (end_overclaimed ends it): whatever keeps failing it cannot loop."""
-        due = and_(self._due(), func.coalesce(Job.claims, Job.attempts) < max_claims)
+        due = and_(self._due(), _claims() < max_claims)
         candidates_query = select(Job.id).where(due).order_by(Job.next_attempt_at, Job.created_at)
         if self._skip_locked:
             candidates_query = candidates_query.limit(1).with_for_update(skip_locked=True)
@@ -246,7 +251,7 @@ class JobStore:
                         lease_token=token,
                         lease_expires_at=self._now + lease_seconds,
                         attempts=Job.attempts + 1,
-                        claims=func.coalesce(Job.claims, Job.attempts) + 1,
+                        claims=_claims() + 1,
                         started_at=self._now,
                     )
                 )
@@ -274,11 +279,10 @@ class JobStore:
 
         Such a job failed without an outcome that often (its ingest died, or its hand-off kept failing
         unexpectedly): one more claim would only repeat that."""
-        claims = func.coalesce(Job.claims, Job.attempts)
-        error = literal("claimed ") + cast(claims, String) + literal(" times without an outcome (JOB_MAX_CLAIMS)")
+        error = literal("claimed ") + cast(_claims(), String) + literal(" times without an outcome (JOB_MAX_CLAIMS)")
         statement = (
             update(Job)
-            .where(self._due(), claims >= max_claims)
+            .where(self._due(), _claims() >= max_claims)
             .values(self._finished(Outcome.error, None) | {"error": error})
         )
         with self.engine.begin() as conn:
@@ -295,8 +299,7 @@ class JobStore:
         stages = finished.model_dump(mode="json", exclude_none=True, exclude={"attempt"})
         statement = update(Job).where(Job.id == job_id).values(checkpoints_json=self._merged(stages))
         if finished.attempt is not None:
-            current = func.coalesce(Job.claims, Job.attempts)  # a row claimed before claims were counted
-            statement = statement.where(Job.state == JobState.running.value, current == finished.attempt)
+            statement = statement.where(Job.state == JobState.running.value, _claims() == finished.attempt)
         with self.engine.begin() as conn:
             saved = conn.execute(statement.returning(Job.checkpoints_json)).scalar_one_or_none()
             if saved is None and conn.execute(select(Job.id).where(Job.id == job_id)).first() is not None:
