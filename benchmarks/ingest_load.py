@@ -8,9 +8,12 @@ Every request's ack time counts. Modes:
 - `ingest`: ingest alone, as a process, with a composer stub (a process of its own) that answers at once;
 - `stack`: the five services as processes (tests/support/stack.py: scripted LLM, fake Slack).
 
+Layouts: `together` (INGEST_ROLE=all: one process acks and dispatches, as `make run`) and `split` (the chart's:
+an acks process and a dispatcher process, INGEST_ROLE=acks and dispatch, on one store).
+
 Lost = events with no job (ingest) or no reply in their thread (stack); doubled = more than one.
 
-    make bench   # or: .venv/bin/python benchmarks/ingest_load.py [--rates 50,100,200] [--seconds 4]
+    make bench   # or: .venv/bin/python benchmarks/ingest_load.py [--rates 100,250] [--seconds 4] [--layouts split]
 """
 
 import argparse
@@ -177,7 +180,7 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def run_ingest_alone(database_url: str, rate: int, seconds: float, workdir: Path) -> dict[str, Any]:
+def run_ingest_alone(database_url: str, rate: int, seconds: float, workdir: Path, split: bool) -> dict[str, Any]:
     secret = secrets.token_hex(16)
     with composer_stub_process(workdir) as (composer_url, calls):
         env = {
@@ -187,13 +190,19 @@ def run_ingest_alone(database_url: str, rate: int, seconds: float, workdir: Path
             "MLFLOW_TRACKING_URI": "",
             "LOG_LEVEL": "WARNING",
         }
-        ingest = ServiceProcess("ingest", free_port(), env, workdir)
-        ingest.start()
+        roles = {"ingest": "acks", "dispatcher": "dispatch"} if split else {"ingest": "all"}
+        processes = [
+            ServiceProcess("ingest", free_port(), env | {"INGEST_ROLE": role}, workdir, name=name)
+            for name, role in roles.items()
+        ]
+        for process in processes:
+            process.start()
         try:
-            stamps, latencies, failures = asyncio.run(send(ingest.url, secret, rate, seconds))
+            stamps, latencies, failures = asyncio.run(send(processes[0].url, secret, rate, seconds))
             jobs_per_event = wait_for_jobs(database_url, stamps, calls)
         finally:
-            ingest.stop()
+            for process in processes:
+                process.stop()
     return summary(latencies, failures, [jobs_per_event.get(ts, 0) for ts in stamps])
 
 
@@ -221,9 +230,9 @@ def wait_for_jobs(database_url: str, stamps: list[str], calls: Callable[[], Coun
     return per_event
 
 
-def run_stack(database_url: str, rate: int, seconds: float, workdir: Path) -> dict[str, Any]:
+def run_stack(database_url: str, rate: int, seconds: float, workdir: Path, split: bool) -> dict[str, Any]:
     env = {"JOB_STORE_DATABASE_URL": database_url, "MLFLOW_TRACKING_URI": "", "LOG_LEVEL": "WARNING"}
-    with Stack(workdir, env=env) as stack:
+    with Stack(workdir, env=env, split_ingest=split) as stack:
         stamps, latencies, failures = asyncio.run(send(stack.ingest_url, stack.signing_secret, rate, seconds))
 
         def replied() -> bool:
@@ -252,32 +261,39 @@ def summary(latencies: list[float], failures: int, outcomes: list[int]) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", default="50,100,200", help="events per second, comma-separated")
+    parser.add_argument("--rates", default="100,250", help="events per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=4.0, help="how long each rate is sent")
     parser.add_argument("--modes", default="ingest,stack")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--layouts", default="together,split", help="together (INGEST_ROLE=all) and/or split")
     parser.add_argument("--composer-stub", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the stub's process
     args = parser.parse_args()
     if args.composer_stub:
         uvicorn.run(composer_stub(), host="127.0.0.1", port=args.composer_stub, log_level="warning")
         return
     rows = []
-    for mode in args.modes.split(","):
-        for database in args.databases.split(","):
-            for rate in (int(r) for r in args.rates.split(",")):
-                with tempfile.TemporaryDirectory() as tmp, job_store(database, Path(tmp)) as database_url:
-                    run = run_ingest_alone if mode == "ingest" else run_stack
-                    result = run(database_url, rate, args.seconds, Path(tmp))
-                load = os.getloadavg()[0]  # other work on the machine shows in the tail: say how busy it was
-                row = {"mode": mode, "database": database, "rate": rate} | result | {"load": round(load, 1)}
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-    print("\n| mode | database | events/s | events (+ retries) | ack p50 ms | ack p99 ms | max ms |", end="")
+    runs = [
+        (mode, layout, database, int(rate))
+        for mode in args.modes.split(",")
+        for layout in args.layouts.split(",")
+        for database in args.databases.split(",")
+        for rate in args.rates.split(",")
+    ]
+    for mode, layout, database, rate in runs:
+        with tempfile.TemporaryDirectory() as tmp, job_store(database, Path(tmp)) as database_url:
+            run = run_ingest_alone if mode == "ingest" else run_stack
+            result = run(database_url, rate, args.seconds, Path(tmp), layout == "split")
+        load = os.getloadavg()[0]  # other work on the machine shows in the tail: say how busy it was
+        row = {"mode": mode, "layout": layout, "database": database, "rate": rate} | result | {"load": round(load, 1)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    print("\n| mode | layout | database | events/s | events (+ retries) | ack p50 ms | ack p99 ms | max ms |", end="")
     print(" non-200 | lost | doubled | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['mode']} | {r['database']} | {r['rate']} | {r['events']} (+{r['requests'] - r['events']}) | "
+            f"| {r['mode']} | {r['layout']} | {r['database']} | {r['rate']} | "
+            f"{r['events']} (+{r['requests'] - r['events']}) | "
             f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['non_200']} | {r['lost']} | {r['doubled']} | "
             f"{r['load']} |"
         )

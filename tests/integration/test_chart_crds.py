@@ -30,7 +30,7 @@ def custom_resources() -> list[dict[str, Any]]:
 def test_the_charts_custom_resources_match_their_crds(custom_resources: list[dict[str, Any]], tmp_path: Path) -> None:
     result = _validate(custom_resources, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["1", "PrometheusRule,", "7", "ServiceMonitor"]
+    assert result.stdout.split() == ["1", "PrometheusRule,", "8", "ServiceMonitor"]
 
 
 def test_broken_resources_are_named_with_what_is_wrong(custom_resources: list[dict[str, Any]], tmp_path: Path) -> None:

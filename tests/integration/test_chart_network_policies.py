@@ -54,27 +54,38 @@ def test_retrieval_reaches_public_addresses_only_in_both_families_and_through_na
 
 # The architecture inside the release: (caller, callee, port). Nothing else may cross between its pods.
 EDGES = {
-    ("composer", "ingest", 3000),
     ("test", "ingest", 3000),
+    ("composer", "dispatcher", 3001),
+    ("test", "dispatcher", 3001),
     ("composer", "retrieval", 8001),
     ("test", "retrieval", 8001),
     ("composer", "llm-gateway", 8002),
     ("eval", "llm-gateway", 8002),
     ("test", "llm-gateway", 8002),
-    ("ingest", "composer", 8003),
+    ("dispatcher", "composer", 8003),
     ("eval", "composer", 8003),
     ("test", "composer", 8003),
     ("composer", "poster", 8004),
     ("test", "poster", 8004),
     *{
         (caller, "mlflow", 5000)
-        for caller in ("ingest", "retrieval", "llm-gateway", "composer", "poster", "eval", "prompt-sync", "test")
+        for caller in (
+            "ingest",
+            "dispatcher",
+            "retrieval",
+            "llm-gateway",
+            "composer",
+            "poster",
+            "eval",
+            "prompt-sync",
+            "test",
+        )
     },
     ("eval", "pushgateway", 9091),
     ("test", "pushgateway", 9091),
     *{
         (caller, "postgresql", 5432)
-        for caller in ("ingest", "poster", "llm-gateway", "mlflow", "mlflow-db-upgrade", "mlflow-gc")
+        for caller in ("ingest", "dispatcher", "poster", "llm-gateway", "mlflow", "mlflow-db-upgrade", "mlflow-gc")
     },
     ("mlflow", "minio", 9000),
     ("mlflow-gc", "minio", 9000),
@@ -153,7 +164,15 @@ def test_only_the_pods_that_use_an_external_store_may_reach_it() -> None:
     policies = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "NetworkPolicy"}
     database = policies["t-technoshare-external-database"]["spec"]
     [components] = [e["values"] for e in database["podSelector"]["matchExpressions"] if e["key"].endswith("component")]
-    assert set(components) == {"ingest", "poster", "llm-gateway", "mlflow", "mlflow-db-upgrade", "mlflow-gc"}
+    assert set(components) == {
+        "ingest",
+        "dispatcher",
+        "poster",
+        "llm-gateway",
+        "mlflow",
+        "mlflow-db-upgrade",
+        "mlflow-gc",
+    }
     assert database["egress"] == [
         {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 5432}]}
     ]

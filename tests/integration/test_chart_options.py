@@ -22,9 +22,10 @@ from technoshare_common.spool import DiskSpool, Record
 from tests.support.helm import CHART, deployments, pod_env, render
 from tests.support.servers import ROOT, free_port, wait_until
 
-SERVICES = ("ingest", "retrieval", "llm-gateway", "composer", "poster")
+SERVICES = ("ingest", "dispatcher", "retrieval", "llm-gateway", "composer", "poster")
 SPOOL = "/var/spool/technoshare"
 IN_FLIGHT = "technoshare_composer_jobs_in_flight"
+DISPATCHER_IN_FLIGHT = "technoshare_jobs_in_flight"
 
 
 def hpas(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -109,15 +110,22 @@ def test_composer_scales_on_jobs_in_flight_and_cpu_still_works() -> None:
     assert tuned["composer"]["metrics"][0]["pods"]["target"]["averageValue"] == "1.5"
 
 
-def test_the_adapter_rule_serves_composers_gauge_per_pod_under_the_name_the_hpa_reads() -> None:
+def test_the_adapter_rules_serve_the_in_flight_gauges_per_pod_under_the_names_the_hpas_read() -> None:
+    """composer scales on the jobs it composes, the dispatcher on the jobs it has handed off: per-pod gauges."""
+    from ingest.dispatcher import JOBS_IN_FLIGHT  # registers the dispatcher's gauge
+
     assert REGISTRY.get_sample_value(IN_FLIGHT) is not None, "composer no longer has the gauge"
-    [metric] = hpas(render())["composer"]["metrics"]
+    assert JOBS_IN_FLIGHT._name == DISPATCHER_IN_FLIGHT, "the dispatcher's gauge was renamed"
     values = yaml.safe_load((ROOT / "k8s" / "prometheus-adapter-values.yaml").read_text())
-    [rule] = values["rules"]["custom"]
-    assert rule["seriesQuery"].startswith(f"{IN_FLIGHT}{{")
-    assert re.search(rule["name"]["matches"], IN_FLIGHT)
-    assert rule["name"]["as"] == metric["pods"]["metric"]["name"] == IN_FLIGHT
-    assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
+    rules = {rule["name"]["as"]: rule for rule in values["rules"]["custom"]}
+    rendered = hpas(render())
+    for component, gauge in (("composer", IN_FLIGHT), ("dispatcher", DISPATCHER_IN_FLIGHT)):
+        [metric] = rendered[component]["metrics"]
+        assert metric["pods"]["metric"]["name"] == gauge, component
+        rule = rules[gauge]
+        assert rule["seriesQuery"].startswith(f"{gauge}{{")
+        assert re.search(rule["name"]["matches"], gauge) and not re.search(rule["name"]["matches"], "x" + gauge)
+        assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
 
 
 def test_the_spool_is_an_empty_dir_by_default() -> None:

@@ -55,7 +55,14 @@ class Rehearsal:
     ingest: IngestClient
 
 
-SERVICE_PORTS = {"ingest": 3000, "retrieval": 8001, "llm-gateway": 8002, "composer": 8003, "poster": 8004}
+SERVICE_PORTS = {
+    "ingest": 3000,
+    "dispatcher": 3001,
+    "retrieval": 8001,
+    "llm-gateway": 8002,
+    "composer": 8003,
+    "poster": 8004,
+}
 
 
 def assert_no_refused_records(rehearsal: "Rehearsal") -> None:
@@ -185,7 +192,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
                 ],
             },
             # Retries come back within 10 s once an outage ends (the default doubles up to 120 s).
-            "ingest": {"env": [{"name": "JOB_RETRY_MAX_SECONDS", "value": "10"}]},
+            "dispatcher": {"env": [{"name": "JOB_RETRY_MAX_SECONDS", "value": "10"}]},
             "retrieval": {
                 "env": [
                     {"name": "ARXIV_API_URL", "value": f"{samples_url}/arxiv/api/query"},
@@ -220,7 +227,12 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
         release = Release(manifests, workdir)
         stack.callback(release.uninstall)
         release.install()
-        ingest = IngestClient(f"http://127.0.0.1:{SERVICE_PORTS['ingest']}", signing_secret, internal_token)
+        ingest = IngestClient(
+            f"http://127.0.0.1:{SERVICE_PORTS['ingest']}",
+            signing_secret,
+            internal_token,
+            jobs_url=f"http://127.0.0.1:{SERVICE_PORTS['dispatcher']}",
+        )
         rehearsal = Rehearsal(
             release, manifests, slack, llm, fallback_llm, s3_endpoint, bucket, images, workdir, ingest
         )

@@ -116,8 +116,17 @@ class Release:
             if running.container.status != "running":
                 raise self.failure(name, f"is {running.container.status}")
             for probe in running.run.probes:
-                if probe.kind != "startup" and not self._probe(probe):
-                    raise self.failure(name, f"{probe.kind} probe {probe.path} fails")
+                if probe.kind != "startup" and not self._probe_passes_within_threshold(probe):
+                    raise self.failure(name, f"{probe.kind} probe {probe.path} fails {probe.failure_threshold} times")
+
+    def _probe_passes_within_threshold(self, probe: Probe) -> bool:
+        """As the kubelet judges it: a probe fails a pod only after `failureThreshold` failures in a row."""
+        for attempt in range(max(probe.failure_threshold, 1)):
+            if attempt:
+                time.sleep(probe.period)
+            if self._probe(probe):
+                return True
+        return False
 
     def run_to_completion(self, workload: Workload) -> str:
         """A Job (or a test Pod): retried up to its backoffLimit, as the Job controller does; returns its logs."""

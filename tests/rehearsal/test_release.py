@@ -26,7 +26,7 @@ pytestmark = pytest.mark.rehearsal
 MLFLOW = "http://127.0.0.1:5000"
 PUSHGATEWAY = "http://127.0.0.1:9091"
 ARXIV = "https://arxiv.org/abs/2106.09685"
-SERVICES = ("ingest", "retrieval", "llm-gateway", "composer", "poster")
+SERVICES = ("ingest", "dispatcher", "retrieval", "llm-gateway", "composer", "poster")
 PROMETHEUS = ROOT / ".cache" / "tools" / "prometheus" / "usr" / "bin" / "prometheus"
 DASHBOARD = ROOT / "charts" / "technoshare" / "files" / "dashboard.json"
 
@@ -53,7 +53,8 @@ def test_every_container_runs_as_the_chart_says(rehearsal: Rehearsal) -> None:
         assert attrs["HostConfig"]["ReadonlyRootfs"] is True, service
         assert attrs["HostConfig"]["CapDrop"] == ["ALL"], service
         assert "no-new-privileges" in attrs["HostConfig"]["SecurityOpt"], service
-        assert attrs["Config"]["Image"] == rehearsal.images["images"][service], service
+        image = rehearsal.images["images"]["ingest" if service == "dispatcher" else service]
+        assert attrs["Config"]["Image"] == image, service
         revision = [e for e in attrs["Config"]["Env"] if e.startswith("TECHNOSHARE_GIT_REVISION=")]
         assert revision == [f"TECHNOSHARE_GIT_REVISION={rehearsal.images['revision']}"], service
     # Every Service name resolves inside a container to its Service's address, as cluster DNS would answer it.
@@ -68,7 +69,7 @@ def test_every_container_runs_as_the_chart_says(rehearsal: Rehearsal) -> None:
     # The database password reaches the pods as PGPASSWORD and is in no URL. (The local server trusts loopback, so
     # it cannot check the password itself; tests/integration/test_database_password.py shows libpq takes it.)
     password = yaml.safe_load(VALUES.read_text())["externalDatabase"]["password"]
-    for service in ("ingest", "poster", "llm-gateway", "mlflow"):
+    for service in ("ingest", "dispatcher", "poster", "llm-gateway", "mlflow"):
         env = dict(
             e.split("=", 1) for e in rehearsal.release.container(f"technoshare-{service}").attrs["Config"]["Env"]
         )
@@ -79,7 +80,7 @@ def test_every_container_runs_as_the_chart_says(rehearsal: Rehearsal) -> None:
 CALL_WITH_OWN_TOKEN = """
 import os, httpx
 url = os.environ[os.environ["TARGET"] + "_URL"] + os.environ["ROUTE"]
-token = {"authorization": "Bearer " + os.environ["TECHNOSHARE_INTERNAL_TOKEN"]}
+token = {"authorization": "Bearer " + os.environ.get("TECHNOSHARE_INTERNAL_TOKEN", "")}
 print(httpx.post(url, json={}, headers=token, timeout=10).status_code)
 """
 
@@ -90,7 +91,8 @@ print(httpx.post(url, json={}, headers=token, timeout=10).status_code)
         ("retrieval", "POSTER", "/v1/replies", 401),  # a pod that parses hostile HTML cannot post to Slack
         ("retrieval", "INGEST", "/v1/jobs/x/checkpoints", 401),  # nor write a reply for composer to post
         ("retrieval", "COMPOSER", "/v1/jobs", 401),  # nor hand composer a job
-        ("ingest", "COMPOSER", "/v1/compose", 403),  # a caller composer knows, on a route not meant for it
+        ("dispatcher", "COMPOSER", "/v1/compose", 403),  # a caller composer knows, on a route not meant for it
+        ("ingest", "COMPOSER", "/v1/jobs", 401),  # the pods facing the internet hold no token at all
     ],
 )
 def test_a_pod_calling_a_service_it_has_no_business_with_is_refused(

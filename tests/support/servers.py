@@ -69,11 +69,12 @@ def wait_answering(
 class ServiceProcess:
     """One service under uvicorn in its own process, as `make up` runs it."""
 
-    def __init__(self, module: str, port: int, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, module: str, port: int, env: dict[str, str], log_dir: Path, name: str | None = None) -> None:
+        """`name` (the log file's) tells apart two processes of one module, e.g. ingest's acks and dispatcher."""
         self.module = module
         self.port = port
         self.env = env
-        self.log_path = log_dir / f"{module}.log"
+        self.log_path = log_dir / f"{name or module}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

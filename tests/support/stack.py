@@ -23,14 +23,20 @@ class IngestClient:
     """Slack's side of ingest (signed events) and an operator's (its jobs), for a Stack's processes or the
     rehearsal's containers."""
 
-    def __init__(self, ingest_url: str, signing_secret: str, token: str) -> None:
+    def __init__(self, ingest_url: str, signing_secret: str, token: str, jobs_url: str | None = None) -> None:
+        """`jobs_url`: where the job API answers, when acks and dispatch are apart (the chart's dispatcher)."""
         self._ingest_url = ingest_url
+        self._jobs_url = jobs_url
         self.signing_secret = signing_secret
         self.token = token
 
     @property
     def ingest_url(self) -> str:
         return self._ingest_url
+
+    @property
+    def jobs_url(self) -> str:
+        return self._jobs_url or self.ingest_url
 
     def slack_request(
         self,
@@ -74,7 +80,7 @@ class IngestClient:
 
     def jobs(self, message_ts: str) -> list[dict[str, Any]]:
         response = httpx.get(
-            f"{self.ingest_url}/v1/jobs",
+            f"{self.jobs_url}/v1/jobs",
             params={"channel_id": CHANNEL, "message_ts": message_ts},
             headers={"authorization": f"Bearer {self.token}"},
             timeout=10,
@@ -97,14 +103,17 @@ class Stack(IngestClient):
         env: dict[str, str] | None = None,
         service_env: dict[str, dict[str, str]] | None = None,
         start_timeout: float = 180.0,
+        split_ingest: bool = False,
     ) -> None:
         """`env` goes to every service, `service_env` to one each (e.g. {"composer": {"WEB_CONCURRENCY": "2"}});
-        `start_timeout` is each service's wait for /healthz (a benchmark on a busy machine needs longer)."""
+        `start_timeout` is each service's wait for /healthz (a benchmark on a busy machine needs longer);
+        `split_ingest` runs ingest as the chart does: an acks process and a dispatcher process (`dispatcher`)."""
         super().__init__("", secrets.token_hex(16), secrets.token_hex(16))
         self.workdir = workdir
         self.extra_env = env or {}
         self.service_env = service_env or {}
         self.start_timeout = start_timeout
+        self.split_ingest = split_ingest
         self.slack = FakeSlack()
         self.llm = ScriptedLLM()
         self._exit = ExitStack()
@@ -114,7 +123,8 @@ class Stack(IngestClient):
         slack_url = self._exit.enter_context(serve_in_thread(self.slack.app))
         llm_url = self._exit.enter_context(serve_in_thread(self.llm.app))
         samples_url = self._exit.enter_context(serve_in_thread(sample_site.app))
-        ports = {name: free_port() for name in ("ingest", "retrieval", "llm_gateway", "composer", "poster")}
+        names = ["ingest", "retrieval", "llm_gateway", "composer", "poster"] + ["dispatcher"] * self.split_ingest
+        ports = {name: free_port() for name in names}
         env = {
             "SLACK_SIGNING_SECRET": self.signing_secret,
             "TECHNOSHARE_INTERNAL_TOKEN": self.token,
@@ -139,10 +149,16 @@ class Stack(IngestClient):
             **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
             **self.extra_env,
         }
+        roles: dict[str, dict[str, str]] = {}
+        if self.split_ingest:  # composer's INGEST_URL is the job API, which the dispatcher serves
+            env["INGEST_URL"] = env.pop("DISPATCHER_URL")
+            roles = {"ingest": {"INGEST_ROLE": "acks"}, "dispatcher": {"INGEST_ROLE": "dispatch"}}
         self.samples_url = samples_url
         try:
-            for name in ("retrieval", "llm_gateway", "poster", "composer", "ingest"):
-                service = ServiceProcess(name, ports[name], env | self.service_env.get(name, {}), self.workdir)
+            for name in ("retrieval", "llm_gateway", "poster", "composer", *names[5:], "ingest"):
+                module = "ingest" if name == "dispatcher" else name
+                service_env = env | roles.get(name, {}) | self.service_env.get(name, {})
+                service = ServiceProcess(module, ports[name], service_env, self.workdir, name=name)
                 self.services[name] = service
                 self._exit.callback(service.stop)
                 service.start(wait=False)
@@ -158,3 +174,7 @@ class Stack(IngestClient):
     @property
     def ingest_url(self) -> str:
         return self.services["ingest"].url
+
+    @property
+    def jobs_url(self) -> str:
+        return self.services["dispatcher" if self.split_ingest else "ingest"].url

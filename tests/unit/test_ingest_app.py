@@ -160,3 +160,45 @@ def test_a_message_with_a_link_that_cannot_be_fetched_still_gets_its_other_links
     assert client.post("/slack/events", content=body, headers=headers).status_code == 200  # Slack's retry
     assert len(client.get("/v1/jobs", headers={"Authorization": "Bearer x"}).json()["jobs"]) == 3
     assert samples(client)["technoshare_links_refused_total"] == before + 2
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    signature = SignatureVerifier("s").generate_signature(timestamp=timestamp, body=body)
+    return {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature}
+
+
+def test_an_acks_only_ingest_stores_slacks_events_and_leaves_the_work_to_the_dispatcher(tmp_path: Path) -> None:
+    """INGEST_ROLE=acks (the chart's `ingest`): no dispatcher, no job API; an event is stored as a queued job for the
+    dispatcher process to claim."""
+    settings = ingest_settings(tmp_path, INGEST_ROLE="acks", QUEUE_STATS_SECONDS=0.05)
+    with TestClient(build_app(settings)) as acks:
+        assert acks.app.state.dispatcher is None  # type: ignore[attr-defined]
+        ready = acks.get("/readyz").json()
+        assert ready == {"ready": True, "checks": {"job_store": "ok"}}
+        event = {"type": "message", "channel": "C1", "ts": "7.0", "user": "U1", "text": "<https://good.example/a>"}
+        body = json.dumps({"type": "event_callback", "event_id": "Ev7", "event": event}).encode()
+        assert acks.post("/slack/events", content=body, headers=_signed(body)).status_code == 200
+        assert acks.get("/v1/jobs", headers={"Authorization": "Bearer x"}).status_code == 404
+        assert "technoshare_jobs_due" not in samples(acks)  # the queue figures are the dispatcher's to report
+    store = JobStore(settings.database_url)
+    try:
+        assert store.count_by_state() == {"queued": 1}
+    finally:
+        store.engine.dispose()
+
+
+def test_a_dispatch_only_ingest_serves_the_job_api_and_no_slack_endpoint(tmp_path: Path) -> None:
+    """INGEST_ROLE=dispatch (the chart's `dispatcher`) needs no signing secret: it never sees Slack's requests."""
+    settings = ingest_settings(tmp_path, INGEST_ROLE="dispatch", SLACK_SIGNING_SECRET=None)
+    with TestClient(build_app(settings)) as dispatch:
+        assert dispatch.app.state.dispatcher is not None  # type: ignore[attr-defined]
+        assert set(dispatch.get("/readyz").json()["checks"]) == {"job_store", "dispatcher"}
+        assert dispatch.post("/slack/events", content=b"{}").status_code == 404
+        assert dispatch.get("/v1/jobs", headers={"Authorization": "Bearer x"}).json() == {"jobs": []}
+
+
+def test_a_role_that_serves_slack_requires_the_signing_secret(tmp_path: Path) -> None:
+    for role in ("acks", "all"):
+        with pytest.raises(ValueError, match=f"SLACK_SIGNING_SECRET is required with INGEST_ROLE={role}"):
+            ingest_settings(tmp_path, INGEST_ROLE=role, SLACK_SIGNING_SECRET=None)

@@ -1,9 +1,11 @@
 """/readyz is the process's own state; its peers' state is /healthz detail and a metric, never readiness."""
 
 import asyncio
+import json
 import threading
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
@@ -72,3 +74,24 @@ def test_a_stuck_readiness_check_is_not_joined_by_one_more_thread_per_probe() ->
         release.set()
         wait_until(lambda: client.get("/readyz").status_code == 200, 10, 0.02, "readiness once the check returns")
         assert len(started) == 2
+
+
+def test_readiness_logs_each_change_once_with_the_failing_check(capsys: pytest.CaptureFixture[str]) -> None:
+    failing = {"database": True}
+
+    async def database_ready() -> None:
+        if failing["database"]:
+            raise ConnectionError("could not connect to server")
+
+    app = create_app(service="probe-test", settings=ServiceSettings(), routers=[], readiness={"db": database_ready})
+    with TestClient(app) as client:
+        for _ in range(3):
+            assert client.get("/readyz").status_code == 503
+        failing["database"] = False
+        for _ in range(3):
+            assert client.get("/readyz").status_code == 200
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    changes = [line for line in lines if line["message"] in ("ready", "not ready")]
+    assert [line["message"] for line in changes] == ["not ready", "ready"]
+    assert "could not connect to server" in changes[0]["checks"]["db"]
+    assert changes[1]["checks"] == {"db": "ok"}

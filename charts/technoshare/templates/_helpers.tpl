@@ -134,18 +134,23 @@ so a password with @, /, : or # cannot break the URL. */}}
 {{- end }}
 
 {{/* The five services: key in values, component name, port. */}}
+{{/* The services' Deployments: each one's values key, port, Python module, image's values key, and the caller it
+presents to the others (`""`: it calls none). ingest is two: `ingest` acknowledges Slack (INGEST_ROLE=acks) and
+`dispatcher` does the work, as caller `ingest` (INGEST_ROLE=dispatch), so acks never wait behind it. */}}
 {{- define "technoshare.services" -}}
-ingest: {key: ingest, port: 3000, module: ingest}
-retrieval: {key: retrieval, port: 8001, module: retrieval}
-llm-gateway: {key: llmGateway, port: 8002, module: llm_gateway}
-composer: {key: composer, port: 8003, module: composer}
-poster: {key: poster, port: 8004, module: poster}
+ingest: {key: ingest, port: 3000, module: ingest, image: ingest, caller: ""}
+dispatcher: {key: dispatcher, port: 3001, module: ingest, image: ingest, caller: ingest}
+retrieval: {key: retrieval, port: 8001, module: retrieval, image: retrieval, caller: retrieval}
+llm-gateway: {key: llmGateway, port: 8002, module: llm_gateway, image: llmGateway, caller: llm-gateway}
+composer: {key: composer, port: 8003, module: composer, image: composer, caller: composer}
+poster: {key: poster, port: 8004, module: poster, image: poster, caller: poster}
 {{- end }}
 
 {{/* Who may call whom: each service accepts exactly the callers of the architecture (technoshare_common/auth.py
 names them); `operator` is people and `helm test`, whose token is the Secret's key `token`. */}}
 {{- define "technoshare.acceptedCallers" -}}
-ingest: [composer, operator]
+ingest: [operator]
+dispatcher: [composer, operator]
 retrieval: [composer, operator]
 llm-gateway: [composer, eval, operator]
 composer: [ingest, eval, operator]
@@ -155,14 +160,15 @@ poster: [composer]
 {{/* The edges of the architecture inside the release: each callee, its port, and the components that call it
 (`test` is the `helm test` pod). The NetworkPolicies allow exactly these (networkpolicies.yaml). */}}
 {{- define "technoshare.edges" -}}
-ingest: {port: 3000, from: [composer, test]}
+ingest: {port: 3000, from: [test]}
+dispatcher: {port: 3001, from: [composer, test]}
 retrieval: {port: 8001, from: [composer, test]}
 llm-gateway: {port: 8002, from: [composer, eval, test]}
-composer: {port: 8003, from: [ingest, eval, test]}
+composer: {port: 8003, from: [dispatcher, eval, test]}
 poster: {port: 8004, from: [composer, test]}
-mlflow: {port: 5000, from: [ingest, retrieval, llm-gateway, composer, poster, eval, prompt-sync, test]}
+mlflow: {port: 5000, from: [ingest, dispatcher, retrieval, llm-gateway, composer, poster, eval, prompt-sync, test]}
 pushgateway: {port: 9091, from: [eval, test]}
-postgresql: {port: 5432, from: [ingest, poster, llm-gateway, mlflow, mlflow-db-upgrade, mlflow-gc, postgresql-init]}
+postgresql: {port: 5432, from: [ingest, dispatcher, poster, llm-gateway, mlflow, mlflow-db-upgrade, mlflow-gc, postgresql-init]}
 minio: {port: 9000, from: [mlflow, mlflow-gc, minio-bucket]}
 {{- end }}
 
@@ -183,10 +189,13 @@ it, and no pod but `helm test` holds the operator's, the root of the others. Wit
 know the tokens: every pod shares its key `token` (one shared token, as before per-caller tokens). */}}
 {{- define "technoshare.tokenEnv" -}}
 {{- $secret := include "technoshare.internalTokenSecret" .root }}
+{{- $shared := not (empty .root.Values.secrets.internalToken.existingSecret) }}
+{{- if or .caller $shared }}
 - name: TECHNOSHARE_INTERNAL_TOKEN
   valueFrom:
-    secretKeyRef: {name: {{ $secret }}, key: {{ ternary "token" .caller (or (eq .caller "operator") (not (empty .root.Values.secrets.internalToken.existingSecret))) }}}
-{{- $accepted := index (include "technoshare.acceptedCallers" .root | fromYaml) .caller | default list }}
+    secretKeyRef: {name: {{ $secret }}, key: {{ ternary "token" .caller (or (eq .caller "operator") $shared) }}}
+{{- end }}
+{{- $accepted := index (include "technoshare.acceptedCallers" .root | fromYaml) (.component | default .caller) | default list }}
 {{- if and $accepted (not .root.Values.secrets.internalToken.existingSecret) }}
 {{- $operator := include "technoshare.operatorToken" .root }}
 {{- $hashes := dict }}
@@ -203,9 +212,12 @@ know the tokens: every pod shares its key `token` (one shared token, as before p
 {{- define "technoshare.commonEnv" -}}
 - name: LOG_LEVEL
   value: {{ .Values.global.logLevel | quote }}
+{{- /* INGEST_URL is ingest's job API, which the dispatcher serves; nothing in the release calls the acks pods. */}}
 {{- range $name, $svc := include "technoshare.services" . | fromYaml }}
-- name: {{ printf "%s_URL" ($name | upper | replace "-" "_") }}
+{{- if ne $name "ingest" }}
+- name: {{ printf "%s_URL" (eq $name "dispatcher" | ternary "ingest" $name | upper | replace "-" "_") }}
   value: {{ printf "http://%s:%d" (include "technoshare.componentName" (dict "root" $ "component" $name)) (int $svc.port) | quote }}
+{{- end }}
 {{- end }}
 - name: MLFLOW_TRACKING_URI
   value: {{ include "technoshare.mlflowUri" . | quote }}
@@ -247,11 +259,19 @@ know the tokens: every pod shares its key `token` (one shared token, as before p
 {{ include "technoshare.databasePasswordEnv" $root }}
 - name: JOB_STORE_DATABASE_URL
   value: {{ include "technoshare.databaseUrl" (dict "root" $root "database" (include "technoshare.jobsDatabase" $root)) | quote }}
+- name: INGEST_ROLE
+  value: acks
 - name: SLACK_SIGNING_SECRET
   valueFrom:
     secretKeyRef: {name: {{ include "technoshare.slackSecret" $root }}, key: signing-secret}
+{{- else if eq .component "dispatcher" }}
+{{ include "technoshare.databasePasswordEnv" $root }}
+- name: JOB_STORE_DATABASE_URL
+  value: {{ include "technoshare.databaseUrl" (dict "root" $root "database" (include "technoshare.jobsDatabase" $root)) | quote }}
+- name: INGEST_ROLE
+  value: dispatch
 - name: DISPATCH_CONCURRENCY
-  value: {{ $root.Values.ingest.dispatchConcurrency | quote }}
+  value: {{ $root.Values.dispatcher.dispatchConcurrency | quote }}
 {{- else if eq .component "poster" }}
 {{ include "technoshare.databasePasswordEnv" $root }}
 - name: POSTER_DATABASE_URL

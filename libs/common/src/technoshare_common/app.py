@@ -50,6 +50,7 @@ class Readiness:
         self.checks = checks
         self.timeout = timeout
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._was_ready: bool | None = None
 
     async def results(self) -> tuple[bool, dict[str, str]]:
         results: dict[str, str] = {}
@@ -66,7 +67,15 @@ class Readiness:
                 results[name] = f"no answer within {self.timeout} s"
             except Exception as exc:
                 results[name] = _failure(exc)
-        return all(result == "ok" for result in results.values()), results
+        is_ready = all(result == "ok" for result in results.values())
+        if is_ready is not self._was_ready:
+            # A probe's 503 says nothing to whoever reads the pod's log later: the transition does, with why.
+            if is_ready:
+                log.info("ready", extra={"checks": results})
+            else:
+                log.warning("not ready", extra={"checks": results})
+            self._was_ready = is_ready
+        return is_ready, results
 
 
 class Dependencies:

@@ -17,7 +17,8 @@ async def get_store(request: Request) -> JobStore:
     return request.app.state.store
 
 
-async def get_dispatcher(request: Request) -> Dispatcher:
+async def get_dispatcher(request: Request) -> Dispatcher | None:
+    """None in an acks-only ingest: another process dispatches, polling the store."""
     return request.app.state.dispatcher
 
 

@@ -17,7 +17,7 @@ from ingest.feedback import FeedbackRecorder
 from ingest.routers import jobs, slack
 from ingest.settings import IngestSettings
 from ingest.store import JobStore, QueueStats
-from technoshare_common.app import create_app
+from technoshare_common.app import ReadinessCheck, create_app
 from technoshare_common.http import ServiceClient
 from technoshare_common.schemas import JobState
 
@@ -70,7 +70,7 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
     store = JobStore(settings.database_url, settings.database_timeouts())
     # The dispatcher owns retries, so the composer client must not retry on its own.
     composer = ServiceClient("composer", settings.composer_url, settings, retries=0)
-    dispatcher = Dispatcher(store, settings, composer)
+    dispatcher = Dispatcher(store, settings, composer) if settings.dispatches else None
     collector = JobStoreCollector(store, settings.queue_stats_seconds)
 
     @contextlib.asynccontextmanager
@@ -81,19 +81,24 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         app.state.dispatcher = dispatcher
         app.state.ack_store = AckStore(settings)
         app.state.feedback = FeedbackRecorder(settings.mlflow_tracking_uri)
-        REGISTRY.register(collector)
-        stats = asyncio.create_task(collector.refresh_forever(), name="queue-stats")
+        # The queue figures are the whole store's: reported where jobs are dispatched, so they are not summed twice.
+        if dispatcher is not None:
+            REGISTRY.register(collector)
+        stats = asyncio.create_task(collector.refresh_forever(), name="queue-stats") if dispatcher else None
         # Everything built so far lives as long as the process: frozen, a full collection no longer walks it. Under
         # load one came every few seconds and held every request in flight (Slack's acks among them) for ~80 ms.
         gc.collect()
         gc.freeze()
-        dispatcher.start()
+        if dispatcher is not None:
+            dispatcher.start()
         try:
             yield
         finally:
-            stats.cancel()
-            REGISTRY.unregister(collector)
-            await dispatcher.stop()
+            if stats is not None:
+                stats.cancel()
+                REGISTRY.unregister(collector)
+            if dispatcher is not None:
+                await dispatcher.stop()
             gc.unfreeze()
             app.state.ack_store.shutdown()
             await composer.aclose()
@@ -102,11 +107,17 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
     async def job_store_ready() -> None:
         await asyncio.to_thread(store.ping)
 
+    readiness: dict[str, ReadinessCheck] = {"job_store": job_store_ready}
+    if dispatcher is not None:
+        readiness["dispatcher"] = dispatcher.check_health
+    routers = [slack.router] if settings.serves_slack else []
+    if settings.dispatches:
+        routers.append(jobs.router)
     return create_app(
         service="ingest",
         settings=settings,
-        routers=[slack.router, jobs.router],
-        readiness={"job_store": job_store_ready, "dispatcher": dispatcher.check_health},
+        routers=routers,
+        readiness=readiness,
         lifespan=lifespan,
         public_paths=slack.PUBLIC_PATHS,
     )

@@ -1,9 +1,19 @@
-from typing import ClassVar
+from enum import StrEnum
+from typing import ClassVar, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from ingest.store import DEFAULT_MAX_CLAIMS
 from technoshare_common.settings import ServiceSettings
+
+
+class IngestRole(StrEnum):
+    """What one ingest process does. The chart runs `acks` and `dispatch` as two Deployments, so Slack's acks never
+    wait behind the work of claiming, handing off and recording jobs (docs/reliability.md, "Acks under load")."""
+
+    acks = "acks"  # POST /slack/events only: verify, store, answer Slack
+    dispatch = "dispatch"  # the dispatcher and the job API: claim, hand off to composer, record outcomes
+    all = "all"  # both in one process: local runs and small installs
 
 
 class IngestSettings(ServiceSettings):
@@ -12,7 +22,10 @@ class IngestSettings(ServiceSettings):
         "JOB_MAX_ATTEMPTS": "JOB_RETRY_WINDOW_SECONDS",
     }
 
-    slack_signing_secret: SecretStr = Field(validation_alias="SLACK_SIGNING_SECRET")
+    role: IngestRole = Field(IngestRole.all, validation_alias="INGEST_ROLE")
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias="SLACK_SIGNING_SECRET", description="Required unless INGEST_ROLE=dispatch."
+    )
     channel_id: str | None = Field(
         None, validation_alias="TECHNOSHARE_CHANNEL_ID", description="Only this channel is answered."
     )
@@ -83,3 +96,22 @@ class IngestSettings(ServiceSettings):
         validation_alias="FEEDBACK_REACTIONS",
         description="JSON: Slack reaction name -> positive (true) or negative (false) feedback on a reply.",
     )
+
+    @model_validator(mode="after")
+    def _signing_secret_where_slack_is_served(self) -> Self:
+        if self.role is not IngestRole.dispatch and self.slack_signing_secret is None:
+            raise ValueError(f"SLACK_SIGNING_SECRET is required with INGEST_ROLE={self.role.value}")
+        return self
+
+    def signing_secret(self) -> str:
+        if self.slack_signing_secret is None:  # the validator allows that only where Slack is not served
+            raise RuntimeError(f"no SLACK_SIGNING_SECRET with INGEST_ROLE={self.role.value}")
+        return self.slack_signing_secret.get_secret_value()
+
+    @property
+    def serves_slack(self) -> bool:
+        return self.role is not IngestRole.dispatch
+
+    @property
+    def dispatches(self) -> bool:
+        return self.role is not IngestRole.acks

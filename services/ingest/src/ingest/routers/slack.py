@@ -36,12 +36,12 @@ async def slack_events(
     request: Request,
     settings: Annotated[IngestSettings, Depends(get_settings)],
     store: Annotated[JobStore, Depends(get_store)],
-    dispatcher: Annotated[Dispatcher, Depends(get_dispatcher)],
+    dispatcher: Annotated[Dispatcher | None, Depends(get_dispatcher)],
     feedback: Annotated[FeedbackRecorder, Depends(get_feedback)],
     acks: Annotated[AckStore, Depends(get_ack_store)],
 ) -> Response:
     body = await _read_capped(request, settings.max_body_bytes)
-    verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
+    verifier = SignatureVerifier(settings.signing_secret())
     timestamp = request.headers.get("x-slack-request-timestamp", "")
     signature = request.headers.get("x-slack-signature", "")
     # slack_sdk's verifier raises on a timestamp that is not a number: that is a bad request, not a server error.
@@ -92,7 +92,7 @@ async def slack_events(
             extra={"job_id": job_id, "url": link.url[:200], "retry_num": request.headers.get("x-slack-retry-num")},
         )
     SLACK_EVENTS.labels("jobs_created" if created else "no_new_jobs").inc()
-    if created:
+    if created and dispatcher is not None:
         dispatcher.wake()
     return Response(status_code=status.HTTP_200_OK)
 
