@@ -78,6 +78,7 @@ EDGES = {
             "poster",
             "eval",
             "prompt-sync",
+            "mlflow-users",
             "test",
         )
     },
@@ -143,7 +144,7 @@ def allowed(policies: list[dict[str, Any]], caller: dict[str, str], callee: dict
 
 
 def test_the_pods_of_the_release_reach_exactly_the_edges_of_the_architecture() -> None:
-    documents = render("--set", "mlflow.gc.enabled=true")
+    documents = render("--set", "mlflow.gc.enabled=true", "--set", "mlflow.auth.enabled=true")
     policies = [doc for doc in documents if doc["kind"] == "NetworkPolicy"]
     pods = pod_labels(documents)
     ports = {callee: port for _, callee, port in EDGES}

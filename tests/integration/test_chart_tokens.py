@@ -83,3 +83,65 @@ def test_a_rotated_token_restarts_the_pods_that_read_it() -> None:
         f"t-technoshare-{s}" for s in ("ingest", "dispatcher", "retrieval", "llm-gateway", "composer", "poster")
     }
     assert services <= changed
+
+
+def _workload_specs(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Pod specs of every workload (Deployments, StatefulSets, Jobs, CronJobs, Pods) by component."""
+    specs = {}
+    for doc in documents:
+        spec = {
+            "Pod": lambda d: d["spec"],
+            "Job": lambda d: d["spec"]["template"]["spec"],
+            "CronJob": lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        }.get(doc["kind"], lambda d: d["spec"]["template"]["spec"] if "template" in d.get("spec", {}) else None)(doc)
+        if spec is not None:
+            specs[doc["metadata"]["labels"]["app.kubernetes.io/component"]] = spec
+    return specs
+
+
+def _mlflow_refs(spec: dict[str, Any]) -> dict[str, Any]:
+    env = {e["name"]: e for c in spec["containers"] for e in c.get("env", [])}
+    return {
+        name: env[name].get("value") or env[name]["valueFrom"]["secretKeyRef"]["key"]
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+        if name in env
+    }
+
+
+def test_under_mlflow_auth_each_workload_signs_in_as_its_own_user_and_only_the_operator_holds_the_admin() -> None:
+    documents = render("--set", "mlflow.auth.enabled=true")
+    [secret] = [d for d in documents if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-mlflow-auth")]
+    passwords = {k: v for k, v in secret["stringData"].items() if k.endswith("-password")}
+    assert len(set(passwords.values())) == len(passwords)  # no two users, nor the admin, share a password
+    specs = _workload_specs(documents)
+    for user in ("ingest", "dispatcher", "retrieval", "llm-gateway", "composer", "poster", "eval", "prompt-sync"):
+        assert _mlflow_refs(specs[user]) == {
+            "MLFLOW_TRACKING_USERNAME": user,
+            "MLFLOW_TRACKING_PASSWORD": f"{user}-password",
+        }, user
+    admins = {
+        name for name, spec in specs.items() if _mlflow_refs(spec).get("MLFLOW_TRACKING_PASSWORD") == "admin-password"
+    }
+    assert admins == {"mlflow-users", "test"}  # the hook Job that makes the users, and the operator's helm test
+    users_job = json.loads(
+        next(e["value"] for e in specs["mlflow-users"]["containers"][0]["env"] if e["name"] == "MLFLOW_USERS")
+    )
+    assert set(users_job) == {k.removesuffix("-password") for k in passwords} - {"admin"}
+    assert users_job["composer"] == {"experiments": ["technoshare_commentator"]}
+    assert "prompts" in users_job["prompt-sync"] and not any(
+        "prompts" in v for k, v in users_job.items() if k != "prompt-sync"
+    )
+    again = render("--set", "mlflow.auth.enabled=true")
+    [same] = [d for d in again if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-mlflow-auth")]
+    assert same["stringData"] == secret["stringData"]  # derived from the admin's: stable wherever it is
+
+
+def test_with_an_existing_mlflow_auth_secret_every_workload_uses_the_admin_and_no_users_are_made() -> None:
+    documents = render("--set", "mlflow.auth.enabled=true", "--set", "mlflow.auth.existingSecret=mine")
+    specs = _workload_specs(documents)
+    assert "mlflow-users" not in specs
+    for name in ("ingest", "composer", "eval", "prompt-sync"):
+        assert _mlflow_refs(specs[name]) == {
+            "MLFLOW_TRACKING_USERNAME": "admin-username",
+            "MLFLOW_TRACKING_PASSWORD": "admin-password",
+        }, name

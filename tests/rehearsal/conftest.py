@@ -4,10 +4,11 @@ upstream and the bundled sample site, all on loopback."""
 
 import json
 import logging
+import os
 import secrets
 import subprocess
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,20 @@ def rehearsal_database() -> Iterator[None]:
     admin.dispose()
 
 
+@contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def render(values_files: list[Path]) -> list[dict[str, Any]]:
     assert HELM.exists(), "helm is missing: run `make chart-check` (make test does)"
     args = [str(HELM), "template", RELEASE, str(ROOT / "charts" / "technoshare"), "-n", NAMESPACE]
@@ -166,6 +181,9 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
             aws_secret_access_key=S3_KEYS["secret-access-key"],
         ).create_bucket(Bucket=bucket)
         signing_secret, internal_token = secrets.token_hex(16), secrets.token_hex(16)
+        mlflow_admin = secrets.token_hex(16)
+        # The tests read MLflow as its admin (the operator); the workloads each as their own user (values.yaml).
+        stack.enter_context(_environment(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=mlflow_admin))
         tags = {name: tag.rpartition(":") for name, tag in images["images"].items()}
         run_values = {
             "secrets": {
@@ -173,6 +191,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory, rehearsal_database: None
                 "openai": {"apiKey": "sk-rehearsal-upstream"},
                 "internalToken": {"token": internal_token},
             },
+            "mlflow": {"auth": {"adminPassword": mlflow_admin}},
             "externalS3": {"endpoint": s3_endpoint},
             "llmGateway": {
                 "upstreamBaseUrl": f"{llm_url}/v1",

@@ -105,6 +105,43 @@ def test_a_pod_calling_a_service_it_has_no_business_with_is_refused(
     assert result.output.decode().strip() == str(refused)
 
 
+MLFLOW_AS_OWN_USER = """
+import json, os, httpx
+base = os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow"
+auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
+calls = {
+    "read": ("GET", "/experiments/get-by-name", {"params": {"experiment_name": "technoshare_commentator"}}),
+    "new prompt version": ("POST", "/model-versions/create",
+                           {"json": {"name": "stage_b_compose_reply", "source": "x"}}),
+    "move prompt alias": ("POST", "/registered-models/alias",
+                          {"json": {"name": "stage_b_compose_reply", "alias": "prod", "version": "1"}}),
+    "create user": ("POST", "/users/create", {"json": {"username": "intruder", "password": "intruder-password-1"}}),
+}
+print(json.dumps({what: httpx.request(m, base + path, auth=auth, timeout=10, **kw).status_code
+                  for what, (m, path, kw) in calls.items()}))
+"""
+
+
+@pytest.mark.parametrize("service", ["retrieval", "composer"])
+def test_each_workload_signs_in_to_mlflow_as_itself_and_cannot_touch_the_prompts_or_users(
+    rehearsal: Rehearsal, service: str
+) -> None:
+    """With mlflow.auth on, each workload has its own MLflow user (the mlflow-users hook Job): it writes its own
+    records (every other rehearsal test checks none is refused), reads, and cannot change the prompts every reply is
+    written with, nor manage users. The admin's password is in no service pod."""
+    container = rehearsal.release.container(f"technoshare-{service}")
+    env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+    assert env["MLFLOW_TRACKING_USERNAME"] == service
+    admin = rehearsal.manifests.secret_data("technoshare-mlflow-auth")["admin-password"]  # type: ignore[index]
+    for name in SERVICES:
+        values = rehearsal.release.container(f"technoshare-{name}").attrs["Config"]["Env"]
+        assert not [e for e in values if admin in e], name
+    result = container.exec_run(["python", "-c", MLFLOW_AS_OWN_USER])
+    assert result.exit_code == 0, result.output
+    statuses = json.loads(result.output.decode().strip().splitlines()[-1])
+    assert statuses == {"read": 200, "new prompt version": 403, "move prompt alias": 403, "create user": 403}
+
+
 def test_a_slack_event_is_answered_in_its_thread_and_lands_in_mlflow(rehearsal: Rehearsal) -> None:
     job = post_link(rehearsal, f"<{ARXIV}>")
     assert job["outcome"] == "success", job
@@ -181,8 +218,18 @@ def prometheus_config(rehearsal: Rehearsal) -> dict[str, Any]:
         [service] = selected
         for endpoint in monitor["spec"]["endpoints"]:
             [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+            auth = {}
+            if "basicAuth" in endpoint:  # the operator reads both from Secrets of the monitor's namespace
+                refs = endpoint["basicAuth"]
+                auth = {
+                    "basic_auth": {
+                        part: rehearsal.manifests.secret_data(refs[part]["name"])[refs[part]["key"]]  # type: ignore[index]
+                        for part in ("username", "password")
+                    }
+                }
             scrape_configs.append(
-                {
+                auth
+                | {
                     "job_name": f"{monitor['metadata']['name']}/{endpoint['port']}",
                     "metrics_path": endpoint.get("path", "/metrics"),
                     "honor_labels": endpoint.get("honorLabels", False),

@@ -9,7 +9,9 @@ from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS, MlflowException
 from mlflow.protos.databricks_pb2 import (
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
+    PERMISSION_DENIED,
     REQUEST_LIMIT_EXCEEDED,
+    UNAUTHENTICATED,
     ErrorCode,
 )
 from prometheus_client import REGISTRY
@@ -86,6 +88,13 @@ def test_only_client_errors_count_as_refusals() -> None:
     assert not rejected_by_mlflow(MlflowException("down", error_code=INTERNAL_ERROR))
     assert not rejected_by_mlflow(MlflowException("slow down", error_code=REQUEST_LIMIT_EXCEEDED))
     assert not rejected_by_mlflow(ConnectionError("refused"))
+
+
+def test_unknown_credentials_wait_and_a_denied_permission_is_a_refusal() -> None:
+    """401 (the caller's MLflow user not set up yet, or its password rotated) is true of every record: they wait
+    until it is fixed. 403 is this record's: set aside."""
+    assert not rejected_by_mlflow(MlflowException("who are you", error_code=UNAUTHENTICATED))
+    assert rejected_by_mlflow(MlflowException("not yours", error_code=PERMISSION_DENIED))
 
 
 def test_a_started_spool_shows_no_refusals_at_zero_then_counts_one_by_status(tmp_path: Path) -> None:

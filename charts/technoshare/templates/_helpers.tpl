@@ -166,7 +166,7 @@ retrieval: {port: 8001, from: [composer, test]}
 llm-gateway: {port: 8002, from: [composer, eval, test]}
 composer: {port: 8003, from: [dispatcher, eval, test]}
 poster: {port: 8004, from: [composer, test]}
-mlflow: {port: 5000, from: [ingest, dispatcher, retrieval, llm-gateway, composer, poster, eval, prompt-sync, test]}
+mlflow: {port: 5000, from: [ingest, dispatcher, retrieval, llm-gateway, composer, poster, eval, prompt-sync, mlflow-users, test]}
 pushgateway: {port: 9091, from: [eval, test]}
 postgresql: {port: 5432, from: [ingest, dispatcher, poster, llm-gateway, mlflow, mlflow-db-upgrade, mlflow-gc, postgresql-init]}
 minio: {port: 9000, from: [mlflow, mlflow-gc, minio-bucket]}
@@ -235,14 +235,45 @@ know the tokens: every pod shares its key `token` (one shared token, as before p
 - name: MLFLOW_SPOOL_DIR
   value: /var/spool/technoshare
 {{- end }}
-{{- if .Values.mlflow.auth.enabled }}
+{{- end }}
+
+{{/* A workload's MLflow credentials under mlflow.auth: its own user (technoshare.mlflowUsers), or the admin for the
+operator's pods (`user` empty) and wherever the chart cannot know the users' passwords (an existingSecret, an MLflow
+outside the chart). include "technoshare.mlflowAuthEnv" (dict "root" $ "user" "composer") */}}
+{{- define "technoshare.mlflowAuthEnv" -}}
+{{- $values := .root.Values.mlflow }}
+{{- if $values.auth.enabled }}
+{{- $secret := include "technoshare.mlflowAuthSecret" .root }}
+{{- $own := and (ne .user "") $values.enabled (not $values.auth.existingSecret) }}
 - name: MLFLOW_TRACKING_USERNAME
+{{- if $own }}
+  value: {{ .user | quote }}
+{{- else }}
   valueFrom:
-    secretKeyRef: {name: {{ include "technoshare.mlflowAuthSecret" . }}, key: admin-username}
+    secretKeyRef: {name: {{ $secret }}, key: admin-username}
+{{- end }}
 - name: MLFLOW_TRACKING_PASSWORD
   valueFrom:
-    secretKeyRef: {name: {{ include "technoshare.mlflowAuthSecret" . }}, key: admin-password}
+    secretKeyRef: {name: {{ $secret }}, key: {{ $own | ternary (printf "%s-password" .user) "admin-password" }}}
 {{- end }}
+{{- end }}
+
+{{/* Each workload's MLflow user under mlflow.auth and what files/mlflow_users.py grants it: EDIT on the experiments
+it writes to (traces, runs, app versions, feedback), MANAGE on the prompts it registers; `prometheus` scrapes MLflow's
+/metrics (monitoring.yaml), which its basic-auth app guards too. The rest is MLflow's
+default_permission, READ; the admin stays with the operator. The experiments are the services' default
+MLFLOW_EXPERIMENT_NAME and the evaluation's. */}}
+{{- define "technoshare.mlflowUsers" -}}
+{{- $services := list "technoshare_commentator" }}
+ingest: {experiments: {{ toJson $services }}}
+dispatcher: {experiments: {{ toJson $services }}}
+retrieval: {experiments: {{ toJson $services }}}
+llm-gateway: {experiments: {{ toJson $services }}}
+composer: {experiments: {{ toJson $services }}}
+poster: {experiments: {{ toJson $services }}}
+eval: {experiments: ["technoshare_commentator", "technoshare_eval"]}
+prompt-sync: {experiments: [], prompts: [stage_a_extract_facts, stage_b_compose_reply, stage_b_select_sentences]}
+prometheus: {experiments: []}
 {{- end }}
 
 {{/* libpq (psycopg 3 in the services and in MLflow) takes the password from $PGPASSWORD when the URL has none. */}}

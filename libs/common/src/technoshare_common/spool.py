@@ -49,7 +49,7 @@ SPOOL_DROPPED = Counter(
     ["kind"],
 )
 
-REJECTION_STATUSES = ("400", "401", "403", "404", "409", "499")
+REJECTION_STATUSES = ("400", "403", "404", "409", "499")
 """The 4xx statuses MLflow's client reports a refusal with (any other status arrives as 500). Their series
 start at 0, so that the first refusal is an increase an alert can see."""
 
@@ -70,9 +70,12 @@ def http_status(exc: Exception) -> int:
 
 
 def rejected_by_mlflow(exc: Exception) -> bool:
-    """A 4xx from MLflow other than 'try again later': retrying cannot help, so the record is set aside."""
+    """A 4xx from MLflow other than 'try again later': retrying cannot help, so the record is set aside.
+
+    401 waits like a 5xx: it says who is calling is unknown (credentials not set up yet, as in the minutes before the
+    chart's mlflow-users Job has run, or rotated), true of every record alike and fixed without touching them."""
     status = http_status(exc)
-    return 400 <= status < 500 and status not in (408, 429)
+    return 400 <= status < 500 and status not in (401, 408, 429)
 
 
 class SpoolVolume:
