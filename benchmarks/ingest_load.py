@@ -9,7 +9,8 @@ Every request's ack time counts. Modes:
 - `stack`: the five services as processes (tests/support/stack.py: scripted LLM, fake Slack).
 
 Layouts: `together` (INGEST_ROLE=all: one process acks and dispatches, as `make run`) and `split` (the chart's:
-an acks process and a dispatcher process, INGEST_ROLE=acks and dispatch, on one store).
+INGEST_ROLE=acks in `--ack-processes` uvicorn workers, 2 as the chart's two `ingest` replicas, and one dispatcher
+process, INGEST_ROLE=dispatch, on one store).
 
 Lost = events with no job (ingest) or no reply in their thread (stack); doubled = more than one.
 
@@ -194,7 +195,9 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def run_ingest_alone(database_url: str, rate: int, seconds: float, workdir: Path, split: bool) -> dict[str, Any]:
+def run_ingest_alone(
+    database_url: str, rate: int, seconds: float, workdir: Path, split: bool, ack_processes: int
+) -> dict[str, Any]:
     secret = secrets.token_hex(16)
     with composer_stub_process(workdir) as (composer_url, calls):
         env = {
@@ -204,10 +207,10 @@ def run_ingest_alone(database_url: str, rate: int, seconds: float, workdir: Path
             "MLFLOW_TRACKING_URI": "",
             "LOG_LEVEL": "WARNING",
         }
-        roles = {"ingest": "acks", "dispatcher": "dispatch"} if split else {"ingest": "all"}
+        acks = {"INGEST_ROLE": "acks", "WEB_CONCURRENCY": str(ack_processes)}
+        roles = {"ingest": acks, "dispatcher": {"INGEST_ROLE": "dispatch"}} if split else {"ingest": {}}
         processes = [
-            ServiceProcess("ingest", free_port(), env | {"INGEST_ROLE": role}, workdir, name=name)
-            for name, role in roles.items()
+            ServiceProcess("ingest", free_port(), env | role, workdir, name=name) for name, role in roles.items()
         ]
         for process in processes:
             process.start()
@@ -244,9 +247,12 @@ def wait_for_jobs(database_url: str, stamps: list[str], calls: Callable[[], Coun
     return per_event
 
 
-def run_stack(database_url: str, rate: int, seconds: float, workdir: Path, split: bool) -> dict[str, Any]:
+def run_stack(
+    database_url: str, rate: int, seconds: float, workdir: Path, split: bool, ack_processes: int
+) -> dict[str, Any]:
     env = {"JOB_STORE_DATABASE_URL": database_url, "MLFLOW_TRACKING_URI": "", "LOG_LEVEL": "WARNING"}
-    with Stack(workdir, env=env, split_ingest=split) as stack:
+    acks = {"ingest": {"WEB_CONCURRENCY": str(ack_processes)}} if split else {}
+    with Stack(workdir, env=env, split_ingest=split, service_env=acks) as stack:
         stamps, latencies, failures = send_from_own_process(stack.ingest_url, stack.signing_secret, rate, seconds)
 
         def replied() -> bool:
@@ -280,6 +286,7 @@ def main() -> None:
     parser.add_argument("--modes", default="ingest,stack")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--layouts", default="together,split", help="together (INGEST_ROLE=all) and/or split")
+    parser.add_argument("--ack-processes", type=int, default=2, help="uvicorn workers of the acks (split layout)")
     parser.add_argument("--composer-stub", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the stub's process
     args = parser.parse_args()
     if args.composer_stub:
@@ -296,7 +303,7 @@ def main() -> None:
     for mode, layout, database, rate in runs:
         with tempfile.TemporaryDirectory() as tmp, job_store(database, Path(tmp)) as database_url:
             run = run_ingest_alone if mode == "ingest" else run_stack
-            result = run(database_url, rate, args.seconds, Path(tmp), layout == "split")
+            result = run(database_url, rate, args.seconds, Path(tmp), layout == "split", args.ack_processes)
         load = os.getloadavg()[0]  # other work on the machine shows in the tail: say how busy it was
         row = {"mode": mode, "layout": layout, "database": database, "rate": rate} | result | {"load": round(load, 1)}
         print(json.dumps(row), flush=True)

@@ -7,12 +7,13 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
+from sqlalchemy import update
 
 from poster.main import build_app
 from poster.service import PosterService, build_payload
 from poster.settings import PosterSettings
 from poster.slack import SlackPoster
-from poster.store import PostState, PostStore
+from poster.store import PostState, PostStore, SlackPost
 from technoshare_common.schemas import (
     ComposedReply,
     Notice,
@@ -248,14 +249,15 @@ async def test_invalid_auth_is_a_permanent_failure(slack: FakeSlack, settings: P
 async def test_a_post_interrupted_after_slack_accepted_it_is_not_repeated(
     slack: FakeSlack, settings: PosterSettings, make_request: Callable[[str], ReplyRequest]
 ) -> None:
-    service = _service(settings)
+    service = _service(settings.model_copy(update={"claim_stale_seconds": 60.0}))
     request = make_request("job-crash")
     # A previous poster claimed the job, posted it, and died before recording the ts.
     assert service.store.claim(request.job_id, request.channel_id, request.thread_ts, 60).acquired
     assert service.slack is not None
     service.slack.post(build_payload(request))
     assert (await service.reply(request)).status == PostStatus.failed  # claim still fresh: someone may be posting
-    await asyncio.sleep(0.6)
+    with service.store.engine.begin() as conn:  # its holder is gone long enough for the claim to go stale
+        conn.execute(update(SlackPost).where(SlackPost.job_id == request.job_id).values(claimed_at=time.time() - 120))
     result = await service.reply(request)
     assert result.status == PostStatus.already_posted
     assert len(slack.messages) == 1 and result.message_ts == slack.messages[0]["ts"]

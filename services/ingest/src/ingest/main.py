@@ -79,7 +79,7 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         await asyncio.to_thread(store.warm_up, settings.ack_threads)
         app.state.store = store
         app.state.dispatcher = dispatcher
-        app.state.ack_store = AckStore(settings)
+        app.state.ack_store = AckStore(settings, store)
         app.state.feedback = FeedbackRecorder(settings.mlflow_tracking_uri)
         # The queue figures are the whole store's: reported where jobs are dispatched, so they are not summed twice.
         if dispatcher is not None:

@@ -4,12 +4,14 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Float,
     Integer,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -138,6 +141,15 @@ def _dt(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
 
 
+def job_key(link: SharedLink) -> tuple[str, str, str]:
+    """A job's identity: the store's unique (channel, message ts, url), the url as the column keeps it."""
+    return (link.channel_id, link.message_ts, link.url[:MAX_LINK_CHARS])
+
+
+def _key_columns(table: Table) -> tuple[Column[Any], ...]:
+    return (table.c.channel_id, table.c.message_ts, table.c.url)
+
+
 class JobStore:
     def __init__(self, database_url: str, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS) -> None:
         self.engine = make_engine(database_url, timeouts)
@@ -166,12 +178,7 @@ class JobStore:
                 gate_failures_json="[]",
             )
             .on_conflict_do_nothing(index_elements=["channel_id", "message_ts", "url"])
-            .returning(jobs.c.id)
-        )
-        self._find_job = select(jobs.c.id).where(
-            jobs.c.channel_id == bindparam("channel_id"),
-            jobs.c.message_ts == bindparam("message_ts"),
-            jobs.c.url == bindparam("url"),
+            .returning(jobs.c.id, *_key_columns(jobs))
         )
 
     def create_schema(self) -> None:
@@ -204,25 +211,45 @@ class JobStore:
                 held.enter_context(self.engine.connect())
 
     def enqueue(self, link: SharedLink, event_id: str | None, problem: str | None = None) -> tuple[str, bool]:
-        """Insert a job for a shared link; a repeat of the same (channel, ts, url) returns the first.
+        """Insert a job for a shared link; a repeat of the same (channel, ts, url) returns the first."""
+        [result] = self.enqueue_many([(link, event_id, problem)])
+        return result
 
-        One transaction either way: a repeat (Slack retries any event it thinks unanswered) meets the conflict
-        without a failed INSERT, its rollback and a second connection, once half of the ack path's database time.
-        A racing first insert is waited for by PostgreSQL and serialised by SQLite, so the SELECT then finds it.
-        """
-        key = {"channel_id": link.channel_id, "message_ts": link.message_ts, "url": link.url[:MAX_LINK_CHARS]}
-        values = key | {
-            "id": uuid.uuid4().hex,
-            "event_id": event_id,
-            "thread_ts": link.thread_ts,
-            "slack_text": link.text,
-            "link_problem": problem[:200] if problem else None,
-        }
+    def enqueue_many(self, links: Sequence[tuple[SharedLink, str | None, str | None]]) -> list[tuple[str, bool]]:
+        """(job id, created) for each (link, event id, link problem), in one transaction: the acks that arrive while
+        one insert runs are stored together by the next (AckStore.enqueue), one commit and two statements for them all.
+
+        A repeat (Slack retries any event it thinks unanswered, and a batch may hold both) meets the conflict without
+        a failed INSERT; the jobs it did not create are read in the same transaction. A racing insert of another
+        process is waited for by PostgreSQL and serialised by SQLite, so that read finds it."""
+        rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for link, event_id, problem in links:
+            rows.setdefault(
+                job_key(link),
+                {
+                    "channel_id": link.channel_id,
+                    "message_ts": link.message_ts,
+                    "url": link.url[:MAX_LINK_CHARS],
+                    "id": uuid.uuid4().hex,
+                    "event_id": event_id,
+                    "thread_ts": link.thread_ts,
+                    "slack_text": link.text,
+                    "link_problem": problem[:200] if problem else None,
+                },
+            )
+        jobs: Table = Job.__table__  # type: ignore[assignment]  # a declarative class's table is a Table
         with self.engine.begin() as conn:
-            created = conn.execute(self._insert_job, values).scalar_one_or_none()
-            if created is not None:
-                return created, True
-            return conn.execute(self._find_job, key).scalar_one(), False
+            inserted = conn.execute(self._insert_job, list(rows.values()))
+            created = {(r.channel_id, r.message_ts, r.url): r.id for r in inserted}
+            ids = dict(created)
+            if others := [key for key in rows if key not in created]:
+                found = select(jobs.c.id, *_key_columns(jobs)).where(tuple_(*_key_columns(jobs)).in_(others))
+                ids |= {(r.channel_id, r.message_ts, r.url): r.id for r in conn.execute(found)}
+        results = []
+        for link, _, _ in links:
+            key = job_key(link)
+            results.append((ids[key], created.pop(key, None) is not None))  # created: only its first occurrence
+        return results
 
     def _due(self) -> ColumnElement[bool]:
         """Queued and past its backoff, or running under a lease that has run out."""

@@ -3,14 +3,13 @@
 import asyncio
 import json
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from prometheus_client import Counter
 from slack_sdk.signature import SignatureVerifier
 
 from ingest.ack import AckStore, StoreUnavailable
-from ingest.dependencies import get_ack_store, get_dispatcher, get_feedback, get_settings, get_store
 from ingest.dispatcher import Dispatcher
 from ingest.feedback import FeedbackRecorder, Reaction, reaction_from
 from ingest.settings import IngestSettings
@@ -32,14 +31,15 @@ PUBLIC_PATHS = frozenset({"/slack/events"})  # called by Slack, not by the servi
 
 
 @router.post("/slack/events")
-async def slack_events(
-    request: Request,
-    settings: Annotated[IngestSettings, Depends(get_settings)],
-    store: Annotated[JobStore, Depends(get_store)],
-    dispatcher: Annotated[Dispatcher | None, Depends(get_dispatcher)],
-    feedback: Annotated[FeedbackRecorder, Depends(get_feedback)],
-    acks: Annotated[AckStore, Depends(get_ack_store)],
-) -> Response:
+async def slack_events(request: Request) -> Response:
+    # The app's objects straight from its state, not as FastAPI dependencies: solving six of them was a third of
+    # an ack's CPU time, and at 500 requests/s the ack path is CPU-bound (docs/benchmarks.md).
+    state = request.app.state
+    settings: IngestSettings = state.settings
+    store: JobStore = state.store
+    dispatcher: Dispatcher | None = state.dispatcher
+    feedback: FeedbackRecorder = state.feedback
+    acks: AckStore = state.ack_store
     body = await _read_capped(request, settings.max_body_bytes)
     verifier = SignatureVerifier(settings.signing_secret())
     timestamp = request.headers.get("x-slack-request-timestamp", "")
@@ -79,7 +79,7 @@ async def slack_events(
     # A refused link is a job too, one that gets the unreadable notice and is never fetched.
     for link, problem in [*((link, None) for link in links), *refused.items()]:
         try:
-            job_id, is_new = await acks.call(store.enqueue, link, event_id, problem, deadline=deadline)
+            job_id, is_new = await acks.enqueue(link, event_id, problem, deadline=deadline)
         except StoreUnavailable:
             SLACK_EVENTS.labels("store_unavailable").inc()  # Slack delivers it again; links stored already dedup
             raise

@@ -1,0 +1,56 @@
+"""Slack's acks store their links by group commit: the links that arrive while one insert runs go into the next, and
+a retry of a link this process stored lately is answered without the database."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.ack import AckStore
+from ingest.slack_events import SharedLink
+from ingest.store import JobStore
+from tests.support.ingest_settings import ingest_settings
+
+
+def _link(n: int) -> SharedLink:
+    return SharedLink("C1", f"{n}.0", f"{n}.0", f"https://example.com/{n}", "<x>")
+
+
+def test_links_arriving_together_are_stored_by_one_insert_and_retries_from_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = ingest_settings(tmp_path)
+    store = JobStore(settings.database_url)
+    store.create_schema()
+    batches: list[int] = []
+    real = store.enqueue_many
+
+    def counted(links: Any) -> list[tuple[str, bool]]:
+        batches.append(len(links))
+        return real(links)
+
+    monkeypatch.setattr(store, "enqueue_many", counted)
+    acks = AckStore(settings, store)
+
+    async def ack_all() -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+        deadline = asyncio.get_running_loop().time() + 10
+        links = [_link(n) for n in range(50)] + [_link(7)]  # Slack's retry inside the same burst
+        first = await asyncio.gather(
+            *(acks.enqueue(link, f"Ev{n}", None, deadline=deadline) for n, link in enumerate(links))
+        )
+        again = await asyncio.gather(*(acks.enqueue(_link(n), "Ev-retry", None, deadline=deadline) for n in range(50)))
+        return first, again
+
+    try:
+        first, again = asyncio.run(ack_all())
+    finally:
+        acks.shutdown()
+    # The first link's insert runs alone; the 50 that came while it ran go together in the next.
+    assert sum(batches) == 51 and len(batches) <= 3, batches
+    assert sum(created for _, created in first) == 50
+    assert first[50] == (first[7][0], False)  # the retry in the burst: the same job, not created again
+    assert again == [(job_id, False) for job_id, _ in first[:50]]
+    assert sum(batches) == 51  # the retries after it never reached the database
+    assert store.count_by_state() == {"queued": 50}
+    store.engine.dispose()
