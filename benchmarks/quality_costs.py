@@ -2,7 +2,8 @@
 
 - relevance: CPU ms per job of the theme strengths, by shared words only and with meaning (the embedding model),
   on a fresh evidence index per job; the embedding model's load time and the process's peak memory after it;
-- gates: CPU ms per job of every gate on the extractive reply;
+- gates: CPU ms per job of every gate on the extractive reply, and of a long page (two of the dataset's pages, 35,000+
+  characters) indexed, its extractive reply composed and gated;
 - fallback share on the scripted upstream: every example composed abstractively against tests/support's scripted
   OpenAI-protocol model, which writes its LoRA reply whatever the link. On any other link that draft is invented
   content, refused by the gates after its repair, so the extractive fallback must answer: the share of links
@@ -80,11 +81,22 @@ def main() -> None:
         content = draft.reply.model_dump_json()
         gates.append(cpu_ms(run_gates, content, gates_for_source(config, index), GateContext(index, projects)))
 
+    def index_compose_and_gate(ev: Evidence) -> None:
+        index = EvidenceIndex.from_evidence(ev)
+        themes = earned_themes(index, projects, config.content.min_theme_strength)
+        draft = asyncio.run(composer.compose(None, ev, index, themes))
+        run_gates(draft.reply.model_dump_json(), gates_for_source(config, index), GateContext(index, projects))
+
+    pages = "\n\n".join(evidence[k].text for k in ("web-go-swisstable", "web-uv-resolution"))
+    long_evidence = evidence["web-go-swisstable"].model_copy(update={"text": pages})
+    long_page = [cpu_ms(index_compose_and_gate, long_evidence) for _ in range(3)]
+
     print(f"quality costs on {len(evidence)} examples (CPU ms per job)")
     print(f"  theme strengths, shared words only: {summary(lexical)}")
     print(f"  theme strengths, words and meaning: {summary(meaning)}")
     print(f"  embedding model: loaded in {load_seconds:.2f} s; peak RSS {rss_before:.0f} -> {rss_after:.0f} MiB")
     print(f"  every gate on the extractive reply: {summary(gates)}")
+    print(f"  a {len(pages)}-character page indexed, its extractive reply and every gate: {summary(long_page)}")
 
     scripted = ScriptedLLM()
     with serve_in_thread(scripted.app) as url:
