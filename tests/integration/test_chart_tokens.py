@@ -128,6 +128,7 @@ def test_under_mlflow_auth_each_workload_signs_in_as_its_own_user_and_only_the_o
     )
     assert set(users_job) == {k.removesuffix("-password") for k in passwords} - {"admin"}
     assert users_job["composer"] == {"experiments": ["technoshare_commentator"]}
+    assert [user for user, needs in users_job.items() if needs.get("admin")] == ["prometheus"]  # MLflow's /metrics
     assert "prompts" in users_job["prompt-sync"] and not any(
         "prompts" in v for k, v in users_job.items() if k != "prompt-sync"
     )

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import DataError
 
-from ingest.ack import AckStore
+from ingest.ack import AckStore, StoreUnavailable
 from ingest.slack_events import SharedLink
 from ingest.store import JobStore
 from tests.support.ingest_settings import ingest_settings
@@ -53,4 +54,39 @@ def test_links_arriving_together_are_stored_by_one_insert_and_retries_from_memor
     assert again == [(job_id, False) for job_id, _ in first[:50]]
     assert sum(batches) == 51  # the retries after it never reached the database
     assert store.count_by_state() == {"queued": 50}
+    store.engine.dispose()
+
+
+def test_a_link_the_database_refuses_fails_alone_not_the_batch_it_came_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL refuses text with a NUL byte: that link's ack gets its 503, the links stored with it their 200."""
+    settings = ingest_settings(tmp_path)
+    store = JobStore(settings.database_url)
+    store.create_schema()
+    real = store.enqueue_many
+
+    def refusing(links: Any) -> list[tuple[str, bool]]:
+        if any("\\x00" in link.text for link, _, _ in links):
+            raise DataError("INSERT INTO jobs ...", {}, ValueError("PostgreSQL text fields cannot contain NUL"))
+        return real(links)
+
+    monkeypatch.setattr(store, "enqueue_many", refusing)
+    acks = AckStore(settings, store)
+    bad = SharedLink("C1", "9.0", "9.0", "https://example.com/bad", "<x>\\x00")
+
+    async def ack_all() -> list[tuple[str, bool] | BaseException]:
+        deadline = asyncio.get_running_loop().time() + 10
+        links = [_link(1), _link(2), bad, _link(3), _link(4)]
+        return await asyncio.gather(
+            *(acks.enqueue(link, None, None, deadline=deadline) for link in links), return_exceptions=True
+        )
+
+    try:
+        results = asyncio.run(ack_all())
+    finally:
+        acks.shutdown()
+    assert isinstance(results[2], StoreUnavailable)
+    assert [r[1] for i, r in enumerate(results) if i != 2] == [True] * 4  # type: ignore[index]
+    assert store.count_by_state() == {"queued": 4}
     store.engine.dispose()

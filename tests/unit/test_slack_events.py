@@ -53,3 +53,10 @@ def test_a_link_that_can_never_be_a_job_is_skipped_and_the_links_after_it_are_ke
     for url in problems:  # what composer's contract refuses too: no job could ever be handed over
         with pytest.raises(ValidationError):
             JobRunRequest(job_id="j", channel_id="C1", message_ts="1.0", thread_ts="1.0", url=url)
+
+
+def test_a_nul_byte_in_the_message_is_dropped_from_the_jobs_text() -> None:
+    """PostgreSQL's text columns refuse NUL: kept, the link could never be stored, and Slack's retries fail alike."""
+    event = {"type": "message", "channel": "C1", "ts": "1.0", "text": "look\x00 <https://example.com/a>"}
+    [link], refused = shared_links(event, 5)
+    assert link.text == "look <https://example.com/a>" and not refused

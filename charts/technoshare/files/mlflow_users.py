@@ -2,16 +2,18 @@
 
 Runs as MLflow's admin, in MLflow's own image (its basic-auth client), after every install and upgrade:
 - creates the experiments the workloads write to, so none of them owns one;
-- creates each workload's user, or updates its password (a rotated admin password rotates every user's);
-- grants each user its permissions: EDIT on the experiments it writes to, MANAGE on the prompts for prompt-sync.
+- creates each workload's user, or sets its password again (the chart derives it from the admin's);
+- grants each user its permissions: EDIT on the experiments it writes to, MANAGE on the prompts for prompt-sync, and
+  admin to `prometheus` alone (MLflow 3's basic-auth app, failing closed, lets only admins read /metrics).
 Everything else stays MLflow's `default_permission` (READ): no service may change a prompt or its alias, manage
 users or delete an experiment, so a compromised pod cannot rewrite the prompts every reply is written with.
+MLflow creates its admin only once: to change `mlflow.auth.adminPassword` later, change it in MLflow first.
 
 A new user is created with a throwaway password and gets its real one only after its grants: until then its
 workload's calls fail 401, which the services' spools wait out, never 403, which they would set aside.
 
 Input: MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME/PASSWORD (the admin), MLFLOW_USERS (JSON: user -> {"experiments":
-[names], "prompts": [names]}) and a file per user in MLFLOW_USER_PASSWORDS_DIR named `<user>-password`.
+[names], "prompts": [names], "admin": bool}) and a file per user in MLFLOW_USER_PASSWORDS_DIR named `<user>-password`.
 """
 
 import json
@@ -22,10 +24,10 @@ import time
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException, RestException
+from mlflow.exceptions import MlflowException
 from mlflow.server.auth.client import AuthServiceClient
 
-WAIT_SECONDS = 600
+WAIT_SECONDS = 240  # within Helm's default hook timeout (5 minutes)
 
 
 def wait_for_mlflow(client: MlflowClient) -> None:
@@ -47,7 +49,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return found.experiment_id
     try:
         return client.create_experiment(name)
-    except RestException as exc:  # created meanwhile by another run of this Job
+    except MlflowException as exc:  # created meanwhile by another run of this Job
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
         return client.get_experiment_by_name(name).experiment_id
@@ -57,28 +59,26 @@ def user_exists(auth: AuthServiceClient, user: str) -> bool:
     try:
         auth.get_user(user)
         return True
-    except RestException as exc:
+    except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return False
         raise
 
 
 def grant(auth: AuthServiceClient, user: str, resource_type: str, resource_id: str, permission: str) -> None:
+    """Exactly `permission`: one granted earlier with another level is replaced."""
     try:
         auth.grant_user_permission(user, resource_type, resource_id, permission)
-    except RestException as exc:
+    except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+        auth.revoke_user_permission(user, resource_type, resource_id)
+        auth.grant_user_permission(user, resource_type, resource_id, permission)
 
 
 def prompt_exists(client: MlflowClient, name: str) -> bool:
-    try:
-        client.get_registered_model(name)
-        return True
-    except RestException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return False
-        raise
+    """By the prompt API: the registered-model one answers "not found" for a prompt."""
+    return client.get_prompt(name) is not None
 
 
 def main() -> int:
@@ -99,6 +99,7 @@ def main() -> int:
         for name in needs.get("prompts", []):
             if prompt_exists(client, name):
                 grant(auth, user, "prompt", name, "MANAGE")
+        auth.update_user_admin(user, bool(needs.get("admin")))
         auth.update_user_password(user, password)
         print(f"{'created' if new else 'updated'} {user}: EDIT on {needs['experiments']}", flush=True)
     return 0

@@ -260,7 +260,8 @@ outside the chart). include "technoshare.mlflowAuthEnv" (dict "root" $ "user" "c
 
 {{/* Each workload's MLflow user under mlflow.auth and what files/mlflow_users.py grants it: EDIT on the experiments
 it writes to (traces, runs, app versions, feedback), MANAGE on the prompts it registers; `prometheus` scrapes MLflow's
-/metrics (monitoring.yaml), which its basic-auth app guards too. The rest is MLflow's
+/metrics (monitoring.yaml), which MLflow 3's basic-auth app, failing closed, opens to admins only: an admin of its
+own, apart from the operator's. The rest is MLflow's
 default_permission, READ; the admin stays with the operator. The experiments are the services' default
 MLFLOW_EXPERIMENT_NAME and the evaluation's. */}}
 {{- define "technoshare.mlflowUsers" -}}
@@ -273,7 +274,7 @@ composer: {experiments: {{ toJson $services }}}
 poster: {experiments: {{ toJson $services }}}
 eval: {experiments: ["technoshare_commentator", "technoshare_eval"]}
 prompt-sync: {experiments: [], prompts: [stage_a_extract_facts, stage_b_compose_reply, stage_b_select_sentences]}
-prometheus: {experiments: []}
+prometheus: {experiments: [], admin: true}
 {{- end }}
 
 {{/* libpq (psycopg 3 in the services and in MLflow) takes the password from $PGPASSWORD when the URL has none. */}}

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, status
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from ingest.settings import IngestSettings
 from ingest.slack_events import SharedLink
@@ -67,22 +67,30 @@ class AckStore:
         return await self._within(future, max(0.0, deadline - loop.time()))
 
     async def _store_pending(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            try:
-                results = await loop.run_in_executor(
-                    self.executor, self.store.enqueue_many, [item for item, _ in batch]
-                )
-            except Exception as exc:  # every waiter gets it (a 503); the next batch tries again
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for ((link, _, _), future), result in zip(batch, results, strict=True):
-                self._remember(job_key(link), result[0])
-                if not future.done():  # a waiter past its deadline has answered 503 already
-                    future.set_result(result)
+            await self._store(batch)
+
+    async def _store(self, batch: list[Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            links = [item for item, _ in batch]
+            results = await loop.run_in_executor(self.executor, self.store.enqueue_many, links)
+        except (DataError, IntegrityError) as exc:
+            # One link's own fault (text PostgreSQL refuses): stored one by one, the others do not share it.
+            if len(batch) == 1:
+                _fail(batch, exc)
+            else:
+                for one in batch:
+                    await self._store([one])
+            return
+        except Exception as exc:  # every waiter gets it (a 503); the next batch tries again
+            _fail(batch, exc)
+            return
+        for ((link, _, _), future), result in zip(batch, results, strict=True):
+            self._remember(job_key(link), result[0])
+            if not future.done():  # a waiter past its deadline has answered 503 already
+                future.set_result(result)
 
     def _remember(self, key: tuple[str, str, str], job_id: str) -> None:
         self._known[key] = job_id
@@ -121,3 +129,9 @@ class AckStore:
 def _retrieved(future: "asyncio.Future[Any]") -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _fail(batch: list[Pending], exc: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)

@@ -54,7 +54,7 @@ def ignore_reason(event: dict[str, Any], channel_filter: str | None) -> str | No
 def shared_links(event: dict[str, Any], limit: int) -> tuple[list[SharedLink], dict[SharedLink, str]]:
     """The message's links that become jobs, and those refused with why: a malformed link is never fetched (it
     gets the unreadable notice), and the links after it in the message are still answered."""
-    text = event.get("text") or ""
+    text = (event.get("text") or "").replace("\x00", "")  # PostgreSQL's text refuses NUL; Slack would retry in vain
     channel, ts = event["channel"], event["ts"]
     thread_ts = event.get("thread_ts") or ts
     links = extract_links(text, limit)

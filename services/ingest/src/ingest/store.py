@@ -239,7 +239,9 @@ class JobStore:
             )
         jobs: Table = Job.__table__  # type: ignore[assignment]  # a declarative class's table is a Table
         with self.engine.begin() as conn:
-            inserted = conn.execute(self._insert_job, list(rows.values()))
+            # In key order: two batches holding the same links (Slack's retries on another replica) then lock them in
+            # one order, where arrival order deadlocked PostgreSQL.
+            inserted = conn.execute(self._insert_job, [rows[key] for key in sorted(rows)])
             created = {(r.channel_id, r.message_ts, r.url): r.id for r in inserted}
             ids = dict(created)
             if others := [key for key in rows if key not in created]:

@@ -74,15 +74,19 @@ async def slack_events(request: Request) -> Response:
 
     links, refused = shared_links(event, settings.max_links_per_message)
     event_id = payload.get("event_id")
-    created = 0
     deadline = asyncio.get_running_loop().time() + settings.ack_store_timeout_seconds  # for the whole message
-    # A refused link is a job too, one that gets the unreadable notice and is never fetched.
-    for link, problem in [*((link, None) for link in links), *refused.items()]:
-        try:
-            job_id, is_new = await acks.enqueue(link, event_id, problem, deadline=deadline)
-        except StoreUnavailable:
+    # A refused link is a job too, one that gets the unreadable notice and is never fetched. All of a message's links
+    # go to the store at once, so they share one insert.
+    jobs = [*((link, None) for link in links), *refused.items()]
+    stored = await asyncio.gather(
+        *(acks.enqueue(link, event_id, problem, deadline=deadline) for link, problem in jobs), return_exceptions=True
+    )
+    if failure := next((result for result in stored if isinstance(result, BaseException)), None):
+        if isinstance(failure, StoreUnavailable):
             SLACK_EVENTS.labels("store_unavailable").inc()  # Slack delivers it again; links stored already dedup
-            raise
+        raise failure
+    created = 0
+    for (link, problem), (job_id, is_new) in zip(jobs, stored, strict=True):  # type: ignore[misc]
         created += is_new
         if problem is not None and is_new:
             LINKS_REFUSED.inc()
