@@ -142,6 +142,15 @@ def test_each_workload_signs_in_to_mlflow_as_itself_and_cannot_touch_the_prompts
     assert statuses == {"read": 200, "new prompt version": 403, "move prompt alias": 403, "create user": 403}
 
 
+def test_an_upgrade_runs_the_post_upgrade_hooks_again_over_what_the_install_made(rehearsal: Rehearsal) -> None:
+    """`helm upgrade` runs the mlflow-users and prompt-sync Jobs again: the users, the experiments and the prompts
+    prompt-sync registered exist by then (the first version of mlflow_users.py failed on an existing prompt)."""
+    hooks = {job.name: job for job in rehearsal.manifests.hooks("post-upgrade")}
+    users = rehearsal.release.run_to_completion(hooks["technoshare-mlflow-users"])
+    assert "updated prompt-sync" in users and "created" not in users, users
+    rehearsal.release.run_to_completion(hooks["technoshare-prompt-sync"])
+
+
 def test_a_slack_event_is_answered_in_its_thread_and_lands_in_mlflow(rehearsal: Rehearsal) -> None:
     job = post_link(rehearsal, f"<{ARXIV}>")
     assert job["outcome"] == "success", job
