@@ -2,6 +2,7 @@
 a retry of a link this process stored lately is answered without the database."""
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,17 @@ def _link(n: int) -> SharedLink:
     return SharedLink("C1", f"{n}.0", f"{n}.0", f"https://example.com/{n}", "<x>")
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[JobStore]:
+    job_store = JobStore(ingest_settings(tmp_path).database_url)
+    job_store.create_schema()
+    yield job_store
+    job_store.engine.dispose()
+
+
 def test_links_arriving_together_are_stored_by_one_insert_and_retries_from_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = ingest_settings(tmp_path)
-    store = JobStore(settings.database_url)
-    store.create_schema()
     batches: list[int] = []
     real = store.enqueue_many
 
@@ -32,7 +38,7 @@ def test_links_arriving_together_are_stored_by_one_insert_and_retries_from_memor
         return real(links)
 
     monkeypatch.setattr(store, "enqueue_many", counted)
-    acks = AckStore(settings, store)
+    acks = AckStore(ingest_settings(tmp_path), store)
 
     async def ack_all() -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
         deadline = asyncio.get_running_loop().time() + 10
@@ -54,26 +60,22 @@ def test_links_arriving_together_are_stored_by_one_insert_and_retries_from_memor
     assert again == [(job_id, False) for job_id, _ in first[:50]]
     assert sum(batches) == 51  # the retries after it never reached the database
     assert store.count_by_state() == {"queued": 50}
-    store.engine.dispose()
 
 
 def test_a_link_the_database_refuses_fails_alone_not_the_batch_it_came_in(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL refuses text with a NUL byte: that link's ack gets its 503, the links stored with it their 200."""
-    settings = ingest_settings(tmp_path)
-    store = JobStore(settings.database_url)
-    store.create_schema()
     real = store.enqueue_many
 
     def refusing(links: Any) -> list[tuple[str, bool]]:
-        if any("\\x00" in link.text for link, _, _ in links):
+        if any("\x00" in link.text for link, _, _ in links):
             raise DataError("INSERT INTO jobs ...", {}, ValueError("PostgreSQL text fields cannot contain NUL"))
         return real(links)
 
     monkeypatch.setattr(store, "enqueue_many", refusing)
-    acks = AckStore(settings, store)
-    bad = SharedLink("C1", "9.0", "9.0", "https://example.com/bad", "<x>\\x00")
+    acks = AckStore(ingest_settings(tmp_path), store)
+    bad = SharedLink("C1", "9.0", "9.0", "https://example.com/bad", "<x>\x00")
 
     async def ack_all() -> list[tuple[str, bool] | BaseException]:
         deadline = asyncio.get_running_loop().time() + 10
@@ -89,4 +91,3 @@ def test_a_link_the_database_refuses_fails_alone_not_the_batch_it_came_in(
     assert isinstance(results[2], StoreUnavailable)
     assert [r[1] for i, r in enumerate(results) if i != 2] == [True] * 4  # type: ignore[index]
     assert store.count_by_state() == {"queued": 4}
-    store.engine.dispose()
