@@ -240,7 +240,8 @@ async def test_an_unexpected_error_ends_its_attempt_at_once_and_the_claim_cap_en
 
 async def test_transient_failures_are_retried_through_the_window_and_the_last_attempt_is_final(tmp_path: Path) -> None:
     composer = FakeComposer(fails=ServiceError("composer", "connection refused"))
-    settings = {"JOB_RETRY_WINDOW_SECONDS": 1.0, "JOB_RETRY_BASE_SECONDS": 0.05, "JOB_RETRY_MAX_SECONDS": 0.2}
+    # Waits far shorter than the window, so a busy machine still fits many attempts in it (1 s fitted 5 once).
+    settings = {"JOB_RETRY_WINDOW_SECONDS": 2.0, "JOB_RETRY_BASE_SECONDS": 0.01, "JOB_RETRY_MAX_SECONDS": 0.04}
     store, dispatcher = make(tmp_path, composer, **settings)
     job_id = enqueue(store)
     before = given_up("retry_window")
@@ -250,7 +251,7 @@ async def test_transient_failures_are_retried_through_the_window_and_the_last_at
     view = store.get(job_id)
     assert view is not None and view.outcome == Outcome.error and view.error is not None
     assert view.error.startswith(f"gave up after {composer.calls} attempts")
-    # Spent by time, not by a count: 0.05 + 0.1 + 0.2 + 0.2 ... fits more than five attempts into the second.
+    # Spent by time, not by a count: 0.01 + 0.02 + 0.04 + 0.04 ... fits more than five attempts (the old count).
     assert composer.calls >= 6
     assert [r.final_attempt for r in composer.requests] == [False] * (composer.calls - 1) + [True]
     assert given_up("retry_window") == before + 1
