@@ -241,7 +241,12 @@ async def test_an_unexpected_error_ends_its_attempt_at_once_and_the_claim_cap_en
 async def test_transient_failures_are_retried_through_the_window_and_the_last_attempt_is_final(tmp_path: Path) -> None:
     composer = FakeComposer(fails=ServiceError("composer", "connection refused"))
     # Waits far shorter than the window, so a busy machine still fits many attempts in it (1 s fitted 5 once).
-    settings = {"JOB_RETRY_WINDOW_SECONDS": 2.0, "JOB_RETRY_BASE_SECONDS": 0.01, "JOB_RETRY_MAX_SECONDS": 0.04}
+    settings = {
+        "JOB_RETRY_WINDOW_SECONDS": 2.0,
+        "JOB_RETRY_BASE_SECONDS": 0.01,
+        "JOB_RETRY_MAX_SECONDS": 0.04,
+        "JOB_MAX_CLAIMS": 1000,  # the cap stays above what the window allows, as its setting says it must
+    }
     store, dispatcher = make(tmp_path, composer, **settings)
     job_id = enqueue(store)
     before = given_up("retry_window")
