@@ -4,7 +4,7 @@ IPv4 or IPv6, directly or through the well-known NAT64 prefix."""
 import ipaddress
 from typing import Any
 
-from tests.support.helm import CHART, render
+from tests.support.helm import CHART, pod_templates, render
 
 PRIVATE_BEHIND = ["10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1"]
 
@@ -96,19 +96,7 @@ EDGES = {
 
 def pod_labels(documents: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     """Each component's pod labels, from every kind of workload the chart renders."""
-    found = {}
-    for doc in documents:
-        spec = doc.get("spec") or {}
-        if doc["kind"] == "Pod":
-            labels = doc["metadata"]["labels"]
-        elif doc["kind"] == "CronJob":
-            labels = spec["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
-        elif doc["kind"] in ("Deployment", "StatefulSet", "Job"):
-            labels = spec["template"]["metadata"]["labels"]
-        else:
-            continue
-        found[labels["app.kubernetes.io/component"]] = labels
-    return found
+    return {component: pod["metadata"]["labels"] for component, pod in pod_templates(documents).items()}
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:

@@ -4,7 +4,7 @@ import hashlib
 import json
 from typing import Any
 
-from tests.support.helm import CHART, deployments, helm, render
+from tests.support.helm import CHART, deployments, helm, pod_templates, render
 
 ACCEPTED = {
     "ingest": {"operator"},
@@ -86,17 +86,7 @@ def test_a_rotated_token_restarts_the_pods_that_read_it() -> None:
 
 
 def _workload_specs(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Pod specs of every workload (Deployments, StatefulSets, Jobs, CronJobs, Pods) by component."""
-    specs = {}
-    for doc in documents:
-        spec = {
-            "Pod": lambda d: d["spec"],
-            "Job": lambda d: d["spec"]["template"]["spec"],
-            "CronJob": lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["spec"],
-        }.get(doc["kind"], lambda d: d["spec"]["template"]["spec"] if "template" in d.get("spec", {}) else None)(doc)
-        if spec is not None:
-            specs[doc["metadata"]["labels"]["app.kubernetes.io/component"]] = spec
-    return specs
+    return {component: pod["spec"] for component, pod in pod_templates(documents).items()}
 
 
 def _mlflow_refs(spec: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,23 @@ def render(*args: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def pod_templates(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each component's pod (its `metadata` and `spec`), from every kind of workload the chart renders."""
+    found = {}
+    for doc in documents:
+        spec = doc.get("spec") or {}
+        if doc["kind"] == "Pod":
+            pod = doc
+        elif doc["kind"] == "CronJob":
+            pod = spec["jobTemplate"]["spec"]["template"]
+        elif doc["kind"] in ("Deployment", "StatefulSet", "Job"):
+            pod = spec["template"]
+        else:
+            continue
+        found[pod["metadata"]["labels"]["app.kubernetes.io/component"]] = pod
+    return found
+
+
 def deployments(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The Deployments' pod specs by component (ingest, composer, …, mlflow)."""
     return {

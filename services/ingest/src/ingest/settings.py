@@ -99,7 +99,7 @@ class IngestSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _signing_secret_where_slack_is_served(self) -> Self:
-        if self.role is not IngestRole.dispatch and self.slack_signing_secret is None:
+        if self.serves_slack and self.slack_signing_secret is None:
             raise ValueError(f"SLACK_SIGNING_SECRET is required with INGEST_ROLE={self.role.value}")
         return self
 

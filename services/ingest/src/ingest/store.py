@@ -180,6 +180,9 @@ class JobStore:
             .on_conflict_do_nothing(index_elements=["channel_id", "message_ts", "url"])
             .returning(jobs.c.id, *_key_columns(jobs))
         )
+        self._find_jobs = select(jobs.c.id, *_key_columns(jobs)).where(
+            tuple_(*_key_columns(jobs)).in_(bindparam("keys", expanding=True))
+        )
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
@@ -224,12 +227,11 @@ class JobStore:
         process is waited for by PostgreSQL and serialised by SQLite, so that read finds it."""
         rows: dict[tuple[str, str, str], dict[str, Any]] = {}
         for link, event_id, problem in links:
+            key = job_key(link)
             rows.setdefault(
-                job_key(link),
-                {
-                    "channel_id": link.channel_id,
-                    "message_ts": link.message_ts,
-                    "url": link.url[:MAX_LINK_CHARS],
+                key,
+                dict(zip(("channel_id", "message_ts", "url"), key, strict=True))
+                | {
                     "id": uuid.uuid4().hex,
                     "event_id": event_id,
                     "thread_ts": link.thread_ts,
@@ -237,7 +239,6 @@ class JobStore:
                     "link_problem": problem[:200] if problem else None,
                 },
             )
-        jobs: Table = Job.__table__  # type: ignore[assignment]  # a declarative class's table is a Table
         with self.engine.begin() as conn:
             # In key order: two batches holding the same links (Slack's retries on another replica) then lock them in
             # one order, where arrival order deadlocked PostgreSQL.
@@ -245,8 +246,9 @@ class JobStore:
             created = {(r.channel_id, r.message_ts, r.url): r.id for r in inserted}
             ids = dict(created)
             if others := [key for key in rows if key not in created]:
-                found = select(jobs.c.id, *_key_columns(jobs)).where(tuple_(*_key_columns(jobs)).in_(others))
-                ids |= {(r.channel_id, r.message_ts, r.url): r.id for r in conn.execute(found)}
+                ids |= {
+                    (r.channel_id, r.message_ts, r.url): r.id for r in conn.execute(self._find_jobs, {"keys": others})
+                }
         results = []
         for link, _, _ in links:
             key = job_key(link)
