@@ -61,20 +61,23 @@ EXAMPLES: list[tuple[str, str | None, list[str], str]] = [
     ("github:pallets/flask", "Backend services", ["python", "web-framework"], "{url}"),
     ("web:vllm-automatic-prefix-caching", "LLM inference", ["kv-cache", "serving"], "How vLLM caches prefixes {url}"),
     ("web:go-routing-enhancements", "Backend services", ["go", "http"], "Go 1.22 routing {url}"),
+    # Holdout until the relevance change they showed wrong (project topics, meaning earned only by a clear
+    # winner); tuned on since, so dev (docs/quality.md).
+    ("arxiv:2004.09602", "LLM inference", ["quantization", "int8"], "Integer quantization survey {url}"),
+    ("arxiv:1909.08053", "ML platform", ["distributed-training"], "Megatron-LM, still relevant {url}"),
+    ("arxiv:2212.04356", None, ["speech"], "Whisper {url}"),
+    ("web:go-text-normalization", None, ["go", "unicode"], "Unicode normalization in Go {url}"),
 ]
 
 # Sources no prompt, threshold or measure was tuned on: the holdout split.
 HOLDOUT: list[tuple[str, str | None, list[str], str]] = [
     ("arxiv:2402.01306", "Model training and fine-tuning", ["alignment"], "KTO vs DPO? {url}"),
     ("arxiv:2210.17323", "LLM inference", ["quantization"], "GPTQ, for Atlas's 4-bit models {url}"),
-    ("arxiv:2004.09602", "LLM inference", ["quantization", "int8"], "Integer quantization survey {url}"),
     ("arxiv:2307.09288", "Model training and fine-tuning", ["pretraining", "rlhf"], "Llama 2 paper {url}"),
     ("arxiv:2405.21046", "Model training and fine-tuning", ["alignment", "online"], "Online preference tuning {url}"),
     ("arxiv:2403.03206", "Generative media", ["diffusion", "image-generation"], "SD3 paper {url}"),
     ("arxiv:2306.05284", "Generative media", ["audio", "music"], "Text to music {url}"),
-    ("arxiv:1909.08053", "ML platform", ["distributed-training"], "Megatron-LM, still relevant {url}"),
     ("arxiv:2110.14883", "ML platform", ["distributed-training"], "A training system for big models {url}"),
-    ("arxiv:2212.04356", None, ["speech"], "Whisper {url}"),
     ("github:junegunn/fzf", "Developer experience", ["cli"], "Best shell tool ever {url}"),
     ("github:antirez/kilo", "Developer experience", ["editor", "c"], "A text editor in 1000 lines of C {url}"),
     ("github:etcd-io/etcd", "Infrastructure and observability", ["kv-store"], "{url}"),
@@ -94,7 +97,12 @@ HOLDOUT: list[tuple[str, str | None, list[str], str]] = [
     ("web:prometheus-histograms-and-summaries", "Infrastructure and observability", ["metrics"], "{url}"),
     ("web:go-gopls-scalability", "Developer experience", ["go", "editors"], "gopls got faster {url}"),
     ("web:rust-cargo-pillars", "Developer experience", ["rust", "packaging"], "Cargo's design {url}"),
-    ("web:go-text-normalization", None, ["go", "unicode"], "Unicode normalization in Go {url}"),
+    # Added when four holdout examples moved to dev, their themes set before any score was seen.
+    ("github:expressjs/express", "Backend services", ["node", "web-framework"], "{url}"),
+    ("github:tokio-rs/tokio", "Backend services", ["rust", "async"], "{url}"),
+    ("github:gin-gonic/gin", "Backend services", ["go", "web-framework"], "Gin for the Go services? {url}"),
+    ("github:sharkdp/bat", "Developer experience", ["cli"], "cat with wings {url}"),
+    ("arxiv:2010.11929", None, ["vision", "classification"], "ViT, the classic {url}"),
 ]
 
 

@@ -21,7 +21,7 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
         for module in ("ingest", "composer", "retrieval", "llm_gateway", "poster"):
             log = tmp_path / f"{module}.log"
             wait_until(lambda log=log: "MLflow tracing on" in log.read_text(), timeout=60, what=f"{module} tracing")
-        event = stack.message_event(f"<{ARXIV}>")
+        event = stack.message_event(f"<{ARXIV}> use-search")  # the scripted Stage A calls its search tool once
         assert stack.slack_request(event).status_code == 200
         [job] = stack.wait_jobs_done(event["event"]["ts"], 1)
         assert job["outcome"] == "success", job
@@ -73,7 +73,11 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
     assert retrieval.span_type == "RETRIEVER" and retrieval.attributes["adapter"] == "ArxivAdapter"
     assert retrieval.attributes["coverage"] == view["checkpoints"]["evidence"]["coverage"]
     assert retrieval.attributes["snippet_count"] == len(snippets) > 0
-    assert spans["stage_a.run"].span_type == "LLM" and "tool_calls" in spans["stage_a.run"].attributes
+    assert spans["stage_a.run"].span_type == "LLM" and spans["stage_a.run"].attributes["tool_calls"] == 1
+    search = spans["search_tool_call"]
+    assert search.span_type == "TOOL" and search.attributes["content_length"] > 0
+    assert search.attributes["url"].startswith("https://arxiv.org/abs/")
+    assert spans["stage_b.run"].attributes["prompt_length"] > 1000
     assert spans["quality_gates.validate"].attributes["gate_pass_rate"] == 1.0
     assert "slack.post_message" in spans and "poster POST /v1/replies" in spans
     assert "retrieval POST /v1/evidence" in spans

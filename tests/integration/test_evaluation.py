@@ -133,6 +133,7 @@ def test_a_regressing_candidate_is_refused_and_a_good_one_is_promoted(
     first = EXAMPLE_IDS[0]
     assert 0.5 <= metrics[f"{first}_grounding"] <= 1.0 and 0.5 <= metrics["grounding_mean"] <= 1.0
     assert metrics[f"{first}_schema_validity"] == 1.0 and metrics[f"{first}_relevance"] == 1.0
+    assert {metrics[f"{example_id}_pass_rate"] for example_id in EXAMPLE_IDS} == {1.0}
     bad = sum(entry["label"] == "bad" for entry in RECORDED)
     assert metrics["negatives_refused"] == 1.0 and metrics["negatives_total"] == bad
     assert {artifact.path for artifact in client.list_artifacts(run.info.run_id)} >= {"eval_results.json"}

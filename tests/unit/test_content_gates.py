@@ -262,13 +262,13 @@ def test_theme_strengths_are_sorted_strongest_first_and_never_by_file_order() ->
 def test_theme_strengths_put_the_expected_theme_first_on_most_dev_examples() -> None:
     """On the dev split, where the measure was calibrated (the holdout split is the evaluation report's)."""
     ranks = []
-    dev = {i: e for i, e in EXAMPLES.items() if e.get("split", "dev") == "dev"}
+    dev = {i: e for i, e in EXAMPLES.items() if e.get("split", "dev") == "dev" and e["expected_theme"]}
     for example_id, example in dev.items():
         themes = [s.theme for s in theme_strengths(index(example_id), PROJECTS)]
         ranks.append(themes.index(example["expected_theme"]))
         assert theme_strengths(index(example_id), PROJECTS)[ranks[-1]].score >= CONFIG.min_theme_strength
-    assert len(dev) == 30
-    assert sum(r == 0 for r in ranks) >= 25 and sum(r < 2 for r in ranks) >= 29  # of 30, measured: 26 and 29
+    assert len(dev) == 32
+    assert sum(r == 0 for r in ranks) >= 27 and sum(r < 2 for r in ranks) >= 31  # of 32, measured: 28 and 31
 
 
 def _extractive(example_id: str) -> ComposedReply:

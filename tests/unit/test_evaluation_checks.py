@@ -77,6 +77,7 @@ def test_the_structural_pass_rate_shows_what_the_content_gates_refuse() -> None:
     assert metrics["overall_pass_rate"] == pytest.approx(1 / 3)
     assert metrics["gates_pass_rate"] == pytest.approx(2 / 3)
     assert metrics["structural_pass_rate"] == 1.0
+    assert [metrics[f"{name}_pass_rate"] for name in ("clean", "invented", "off-topic")] == [1.0, 0.0, 0.0]
     assert metrics["grounded_pass_rate"] == pytest.approx(2 / 3) and metrics["relevance_pass_rate"] == pytest.approx(
         2 / 3
     )

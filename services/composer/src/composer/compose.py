@@ -34,7 +34,7 @@ from composer.extractive import (
 from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
 from composer.notices import unreadable_notice
 from composer.projects import Project
-from composer.prompts import PromptStore
+from composer.prompts import PromptStore, prompt_length
 from composer.quality.content import GateContext
 from composer.quality.evidence import EvidenceIndex
 from composer.quality.gates import GateConfig, GateReport, check_reply, run_gates
@@ -281,7 +281,14 @@ class ReplyComposer:
             # The fallback answers a refused draft: a model that fails its pick now leaves the pick to the ranking.
             optional = mode == FALLBACK_MODE
             draft = await self.extractive.compose(prompt, evidence, index, themes, model_optional=optional)
-            span.set_attributes({"compose_mode": mode, "selection": draft.selection, "model": draft.model or ""})
+            span.set_attributes(
+                {
+                    "compose_mode": mode,
+                    "selection": draft.selection,
+                    "model": draft.model or "",
+                    "prompt_length": draft.prompt_length,
+                }
+            )
             if result.refused_gates:
                 span.set_attribute("refused_gates", [g.name for g in result.refused_gates])
         result.usage += draft.usage
@@ -352,7 +359,8 @@ class ReplyComposer:
         else:
             async with stage(result, "stage_b") as span:
                 draft = await self.stage_b.compose(prompt_b, evidence, stage_a.facts, slack_text, earned, lengths)
-                span.set_attributes({"compose_mode": "abstractive", "model": draft.model})
+                length = prompt_length(draft.messages)
+                span.set_attributes({"compose_mode": "abstractive", "model": draft.model, "prompt_length": length})
             await checkpoint(
                 JobCheckpoints(
                     stage_b=StageBCheckpoint(

@@ -27,7 +27,7 @@ from composer.commentary import lead_sentences, project_lines, source_kind
 from composer.llm import LLMClient, LLMUnavailable, parse_json_object
 from composer.output_schemas import response_format
 from composer.projects import Project
-from composer.prompts import PromptTemplate
+from composer.prompts import PromptTemplate, prompt_length
 from composer.quality.content import MARKUP_PATTERNS
 from composer.quality.evidence import EvidenceIndex
 from composer.quality.gates import GateConfig
@@ -162,6 +162,7 @@ class ExtractiveDraft:
     usage: TokenUsage = field(default_factory=TokenUsage)
     model: str | None = None
     selection: str = "ranked"  # "model" when the model's TL;DR pick was used
+    prompt_length: int = 0  # characters of the pick's prompt; 0 when no model was asked
 
 
 def selection_schema(candidates: int, tldr_sentences: int) -> dict[str, Any]:
@@ -226,6 +227,7 @@ class ExtractiveComposer:
             candidates="\n".join(f"{number}. {sentence}" for number, sentence in enumerate(shown, 1)),
             tldr_sentences=str(count),
         )
+        draft.prompt_length = prompt_length(messages)
         try:
             result = await self.llm.chat(
                 persona=self.persona,

@@ -61,6 +61,11 @@ def load_prompt(path: Path) -> PromptTemplate:
     )
 
 
+def prompt_length(messages: list[dict[str, Any]]) -> int:
+    """Characters of a rendered prompt: the `prompt_length` on stage_b.run, where a prompt that grows shows."""
+    return sum(len(str(message.get("content") or "")) for message in messages)
+
+
 def load_local_prompts(prompts_dir: Path) -> dict[str, PromptTemplate]:
     return {prompt.name: prompt for prompt in map(load_prompt, sorted(prompts_dir.glob("*.yaml")))}
 

@@ -118,8 +118,8 @@ class StageA:
                 for call in result.tool_calls:
                     tool_calls += 1
                     with tracer.span("search_tool_call", span_type="TOOL", inputs=call.function.arguments) as span:
-                        answer, snippets = await self._search(call.function.arguments, evidence)
-                        span.set_attributes({"snippet_count": len(snippets)})
+                        answer, snippets, url = await self._search(call.function.arguments, evidence)
+                        span.set_attributes({"url": url, "content_length": len(answer), "snippet_count": len(snippets)})
                     extra += snippets
                     messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
                 continue
@@ -139,7 +139,9 @@ class StageA:
                     },
                 ]
 
-    async def _search(self, arguments: str, evidence: Evidence) -> tuple[str, list[Snippet]]:
+    async def _search(self, arguments: str, evidence: Evidence) -> tuple[str, list[Snippet], str]:
+        """The answer the model reads, the snippets it holds, and what was read: the link, or for a query the links
+        found ("" for a refused call)."""
         assert self.search is not None
         try:
             args = json.loads(arguments or "{}")
@@ -148,12 +150,13 @@ class StageA:
         except SearchRefused as exc:
             SEARCHES_REFUSED.inc()
             log.warning("search refused", extra={"reason": str(exc)})
-            return f"search refused: {exc}", []
+            return f"search refused: {exc}", [], ""
         except (ValueError, ValidationError) as exc:
-            return f"search refused: {exc}", []
+            return f"search refused: {exc}", [], ""
+        url = str(request.url or "")
         try:
             found = await self.search(request)
         except ServiceError as exc:
-            return f"search failed: {exc}", []
+            return f"search failed: {exc}", [], url
         text = "\n\n".join(f"[{s.source_url}] {s.text}" for s in found.snippets) or "no results"
-        return text[:3000], found.snippets
+        return text[:3000], found.snippets, url or " ".join(dict.fromkeys(str(s.source_url) for s in found.snippets))

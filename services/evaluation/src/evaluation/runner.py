@@ -137,7 +137,8 @@ class EvalSummary:
             values = [result.scores[name] for result in self.results if name in result.scores]
             metrics[f"{name}_{'pass_rate' if name in HARD_SCORERS else 'mean'}"] = sum(values) / len(values)
         metrics |= self.group_metrics()
-        for result in self.results:
+        for result in self.results:  # each example's pass on every hard scorer, beside its scorers' values
+            metrics[f"{result.id}_pass_rate"] = float(result.passed)
             metrics |= {f"{result.id}_{name}": value for name, value in result.scores.items()}
             metrics[f"{result.id}_unsupported_sentences"] = float(len(result.unsupported))
         if self.negatives is not None:
