@@ -103,6 +103,22 @@ HOLDOUT: list[tuple[str, str | None, list[str], str]] = [
     ("github:gin-gonic/gin", "Backend services", ["go", "web-framework"], "Gin for the Go services? {url}"),
     ("github:sharkdp/bat", "Developer experience", ["cli"], "cat with wings {url}"),
     ("arxiv:2010.11929", None, ["vision", "classification"], "ViT, the classic {url}"),
+    # Grown from public repositories' documents when the corpus ran out; themes set before any score was seen.
+    ("arxiv:2211.10438", "LLM inference", ["quantization", "int8"], "W8A8 for the big models? {url}"),
+    ("arxiv:2305.18290", "Model training and fine-tuning", ["alignment", "dpo"], "The DPO paper {url}"),
+    ("arxiv:2307.04725", "Generative media", ["diffusion", "video"], "Animating SD checkpoints {url}"),
+    ("arxiv:2101.03961", "ML platform", ["moe", "distributed-training"], "Switch Transformers {url}"),
+    ("arxiv:2106.13008", None, ["time-series", "forecasting"], "Time-series forecasting with transformers {url}"),
+    ("github:tokio-rs/axum", "Backend services", ["rust", "web-framework"], "axum for the Rust services? {url}"),
+    ("github:huggingface/peft", "Model training and fine-tuning", ["lora", "library"], "{url}"),
+    ("github:jaegertracing/jaeger", "Infrastructure and observability", ["tracing"], "Tracing for our services {url}"),
+    ("github:BurntSushi/ripgrep", "Developer experience", ["cli", "search"], "If you still use grep {url}"),
+    ("github:keepassxreboot/keepassxc", None, ["password-manager"], "{url}"),
+    ("web:tgi-streaming", "LLM inference", ["serving", "streaming"], "How TGI streams tokens {url}"),
+    ("web:accelerate-fsdp-vs-deepspeed", "ML platform", ["distributed-training"], "FSDP or DeepSpeed? {url}"),
+    ("web:diffusers-inpainting", "Generative media", ["diffusion", "image-editing"], "Inpainting guide {url}"),
+    ("web:tokio-graceful-shutdown", "Backend services", ["rust", "async"], "Shutting down cleanly {url}"),
+    ("web:opensource-guide-getting-paid", None, ["open-source", "funding"], "Good read {url}"),
 ]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from technoshare_common.context import TRACEPARENT_HEADER
+from technoshare_common.redaction import redact_span
 from technoshare_common.spool import DiskSpool
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,25 @@ def lean_mlflow_client() -> None:
     # With OTel's batch processor, a span whose parent lives in another service is exported after
     # MLflow forgot the remote trace and is dropped; inline hand-off to MLflow's async queue keeps it.
     os.environ.setdefault("MLFLOW_USE_BATCH_SPAN_PROCESSOR", "false")
+
+
+def use_tracking_uri(tracking_uri: str) -> None:
+    """mlflow.set_tracking_uri, which also drops MLflow's tracing configuration: set only on a change, and the
+    redacting span processor (technoshare_common.redaction) put back, so no span leaves unredacted."""
+    import mlflow
+
+    if mlflow.get_tracking_uri() != tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    _ensure_redaction()
+
+
+def _ensure_redaction() -> None:
+    from mlflow.tracing.config import get_config
+
+    if redact_span not in get_config().span_processors:
+        import mlflow
+
+        mlflow.tracing.configure(span_processors=[redact_span])
 
 
 class Tracer:
@@ -97,7 +117,7 @@ class Tracer:
                 if self.spool is None:
                     self.spool = trace_spool(spool_dir, tracking_uri)
                     install_spooling_exporter(tracking_uri, self.spool)
-                mlflow.set_tracking_uri(tracking_uri)
+                use_tracking_uri(tracking_uri)
                 mlflow.set_experiment(experiment)
                 break
             except Exception as exc:
@@ -120,6 +140,7 @@ class Tracer:
             return
         import mlflow
 
+        _ensure_redaction()
         opening = lambda: mlflow.start_span(name=name, span_type=span_type, attributes=attributes)  # noqa: E731
         with _guarded(opening, f"start span {name}") as live:
             if live is not None and inputs is not None:
@@ -157,6 +178,7 @@ class Tracer:
         try:
             import mlflow
 
+            _ensure_redaction()
             with self.continued_from(parent_headers or {}):
                 span = mlflow.start_span_no_context(
                     name, span_type=span_type, inputs=inputs, attributes=attributes, start_time_ns=start_time_ns
@@ -175,6 +197,17 @@ class Tracer:
             mlflow.update_current_trace(tags=tags)
         except Exception as exc:
             log.debug("could not tag the trace", extra={"error": str(exc)[:200]})
+
+    def identify_trace(self, session: str, user: str | None) -> None:
+        """The current trace's mlflow.trace.session and mlflow.trace.user (a pseudonym: redaction.user_pseudonym)."""
+        if not self.active:
+            return
+        try:
+            import mlflow
+
+            mlflow.update_current_trace(session_id=session, user=user or None)
+        except Exception as exc:
+            log.debug("could not set the trace's session", extra={"error": str(exc)[:200]})
 
     def link_trace_to_model(self, model_id: str | None) -> None:
         """Links the current trace to an MLflow app version (LoggedModel); only the trace's root process can."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from technoshare_common.tracing import lean_mlflow_client
+from technoshare_common.tracing import lean_mlflow_client, use_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class PromptRegistry:
     def _mlflow(self) -> Any:
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
+        use_tracking_uri(self.tracking_uri)
         return mlflow
 
     def load(self, name: str, alias: str) -> PromptTemplate:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from composer.app_version import AppVersions
+from technoshare_common.redaction import redact
 from technoshare_common.schemas import ComposeResult, JobRunRequest
 from technoshare_common.spool import Deferred, DiskSpool, Record
 from technoshare_common.tracing import lean_mlflow_client
@@ -46,7 +47,7 @@ def job_tags(job: JobRunRequest | None, result: ComposeResult) -> dict[str, str]
     if job is not None:
         tags |= {"channel_id": job.channel_id, "message_ts": job.message_ts, "attempt": str(job.attempt)}
     if result.error:
-        tags["error"] = result.error[:500]
+        tags["error"] = redact(result.error)[:500]
     if result.trace_id:
         tags["trace_id"] = result.trace_id
     if result.app_version:
@@ -214,7 +215,7 @@ class JobTracker:
         )
         with tempfile.TemporaryDirectory() as folder:
             for name, content in job_artifacts(result).items():
-                Path(folder, name).write_text(content, encoding="utf-8")
+                Path(folder, name).write_text(redact(content), encoding="utf-8")
             client.log_artifacts(run_id, folder)
         if result.app_version_id:
             client.log_inputs(run_id, models=[LoggedModelInput(result.app_version_id)])

@@ -74,10 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     compare = args.baseline != args.alias
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from technoshare_common.tracing import lean_mlflow_client
+    from technoshare_common.tracing import lean_mlflow_client, use_tracking_uri
 
     lean_mlflow_client()  # before mlflow is imported
-    import mlflow
 
     from composer.projects import load_projects
     from composer.prompts import PromptRegistry
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repair_attempts is not None:
         updates["repair_attempts"] = args.repair_attempts
     settings = settings.model_copy(update=updates)
-    mlflow.set_tracking_uri(tracking_uri)
+    use_tracking_uri(tracking_uri)
 
     projects = load_projects(settings.projects_file)
     themes = {project.theme for project in projects}

@@ -231,6 +231,8 @@ class Dispatcher:
             # The job's trace starts here; composer, retrieval, llm-gateway and poster continue it.
             with tracer.span("ingest.dispatch_job", span_type="CHAIN", attributes=attributes) as span:
                 tracer.tag_trace(job_id=job.id, channel_id=job.channel_id)
+                # A Slack thread is the trace's session: its reply, follow-ups and retries are found together.
+                tracer.identify_trace(session=f"{job.channel_id}:{job.thread_ts}", user=job.user_pseudonym)
                 result = await self.composer.post(
                     path, request, ComposeResult, request_timeout=self.settings.composer_timeout_seconds
                 )

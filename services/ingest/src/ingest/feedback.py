@@ -7,6 +7,8 @@ from typing import Any
 from prometheus_client import Counter
 
 from technoshare_common.background import BackgroundSender
+from technoshare_common.redaction import user_pseudonym
+from technoshare_common.tracing import use_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +23,19 @@ class Reaction:
     channel_id: str
     message_ts: str
     reaction: str
-    user: str
+    user: str  # the reacting user's pseudonym (redaction.user_pseudonym): MLflow never sees a Slack id
 
 
-def reaction_from(event: dict[str, Any]) -> Reaction | None:
-    """A `reaction_added` event on a message, or None for anything else."""
+def reaction_from(event: dict[str, Any], user_key: str = "") -> Reaction | None:
+    """A `reaction_added` event on a message, or None for anything else; `user_key` keys the user's pseudonym."""
     item = event.get("item") or {}
     if event.get("type") != "reaction_added" or item.get("type") != "message":
         return None
     if not item.get("channel") or not item.get("ts") or not event.get("reaction"):
         return None
     # Skin tones ("+1::skin-tone-3") are the same verdict.
-    return Reaction(item["channel"], item["ts"], str(event["reaction"]).split("::")[0], str(event.get("user", "")))
+    user = user_pseudonym(str(event.get("user") or ""), user_key)
+    return Reaction(item["channel"], item["ts"], str(event["reaction"]).split("::")[0], user)
 
 
 class FeedbackRecorder:
@@ -55,7 +58,7 @@ class FeedbackRecorder:
         from mlflow.entities import AssessmentSource, AssessmentSourceType
 
         tracking_uri, trace_id, verdict, reaction = item
-        mlflow.set_tracking_uri(tracking_uri)
+        use_tracking_uri(tracking_uri)
         mlflow.log_feedback(
             trace_id=trace_id,
             name=FEEDBACK_NAME,

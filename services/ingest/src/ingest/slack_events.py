@@ -4,6 +4,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from technoshare_common.redaction import user_pseudonym
 from technoshare_common.schemas import link_problem
 
 # Slack wraps links as <https://example.com> or <https://example.com|label>.
@@ -21,6 +22,7 @@ class SharedLink:
     thread_ts: str
     url: str
     text: str
+    user: str = ""  # the sender as MLflow may know them: technoshare_common.redaction.user_pseudonym, never the id
 
 
 def extract_links(text: str, limit: int) -> list[str]:
@@ -51,13 +53,17 @@ def ignore_reason(event: dict[str, Any], channel_filter: str | None) -> str | No
     return None
 
 
-def shared_links(event: dict[str, Any], limit: int) -> tuple[list[SharedLink], dict[SharedLink, str]]:
+def shared_links(
+    event: dict[str, Any], limit: int, user_key: str = ""
+) -> tuple[list[SharedLink], dict[SharedLink, str]]:
     """The message's links that become jobs, and those refused with why: a malformed link is never fetched (it
-    gets the unreadable notice), and the links after it in the message are still answered."""
+    gets the unreadable notice), and the links after it in the message are still answered. `user_key` keys the
+    sender's pseudonym."""
     text = (event.get("text") or "").replace("\x00", "")  # PostgreSQL's text refuses NUL; Slack would retry in vain
     channel, ts = event["channel"], event["ts"]
     thread_ts = event.get("thread_ts") or ts
     links = extract_links(text, limit)
     problems = refused_links(links)
-    shared = {url: SharedLink(channel, ts, thread_ts, url, text) for url in links}
+    user = user_pseudonym(str(event.get("user") or ""), user_key)
+    shared = {url: SharedLink(channel, ts, thread_ts, url, text, user) for url in links}
     return [shared[url] for url in links if url not in problems], {shared[u]: why for u, why in problems.items()}

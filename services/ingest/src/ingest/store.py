@@ -82,6 +82,8 @@ class Job(Base):
     checkpoints_json: Mapped[str | None] = mapped_column(Text)
     # Why ingest refused the link (link_problem): such a job gets the unreadable notice, never a fetch.
     link_problem: Mapped[str | None] = mapped_column(String(200))
+    # The sender's pseudonym (SharedLink.user): the trace's mlflow.trace.user.
+    user_pseudonym: Mapped[str | None] = mapped_column(String(64))
 
 
 def _claims() -> ColumnElement[int]:
@@ -103,6 +105,7 @@ class ClaimedJob:
     checkpoints: JobCheckpoints | None = None
     age_seconds: float = 0.0  # since the link was accepted, on the database's clock
     link_problem: str | None = None
+    user_pseudonym: str | None = None
 
 
 class StaleAttempt(Exception):
@@ -237,6 +240,7 @@ class JobStore:
                     "thread_ts": link.thread_ts,
                     "slack_text": link.text,
                     "link_problem": problem[:200] if problem else None,
+                    "user_pseudonym": link.user or None,
                 },
             )
         with self.engine.begin() as conn:
@@ -302,6 +306,7 @@ class JobStore:
                         checkpoints=_checkpoints(row.checkpoints_json),
                         age_seconds=max(0.0, float(row.age_seconds)),
                         link_problem=row.link_problem,
+                        user_pseudonym=row.user_pseudonym,
                     )
         return None
 

@@ -17,6 +17,7 @@ from llm_gateway.metrics import (
 from llm_gateway.prices import Cost
 from llm_gateway.usage import CallUsage
 from technoshare_common.background import BackgroundSender
+from technoshare_common.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,8 @@ class CallRunLogger:
                 "params": {
                     "persona_id": context.persona,
                     "model": record.model,
-                    "prompt": json.dumps(messages, ensure_ascii=False)[:MAX_PARAM_CHARS],
-                    "response": response_text[:MAX_PARAM_CHARS],
+                    "prompt": redact(json.dumps(messages, ensure_ascii=False))[:MAX_PARAM_CHARS],
+                    "response": redact(response_text)[:MAX_PARAM_CHARS],
                 },
                 "metrics": {
                     "prompt_tokens": record.usage.prompt_tokens,

@@ -64,7 +64,7 @@ async def slack_events(request: Request) -> Response:
         return Response(status_code=status.HTTP_200_OK)
 
     event = payload["event"]
-    if (reaction := reaction_from(event)) is not None:
+    if (reaction := reaction_from(event, settings.signing_secret())) is not None:
         return await _feedback(reaction, settings, store, feedback, acks)
     reason = ignore_reason(event, settings.channel_id)
     if reason:
@@ -72,7 +72,7 @@ async def slack_events(request: Request) -> Response:
         log.info("event ignored", extra={"reason": reason, "event_id": payload.get("event_id")})
         return Response(status_code=status.HTTP_200_OK)
 
-    links, refused = shared_links(event, settings.max_links_per_message)
+    links, refused = shared_links(event, settings.max_links_per_message, settings.signing_secret())
     event_id = payload.get("event_id")
     deadline = asyncio.get_running_loop().time() + settings.ack_store_timeout_seconds  # for the whole message
     # A refused link is a job too, one that gets the unreadable notice and is never fetched. All of a message's links
