@@ -51,7 +51,12 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
             interval=0.5,
             what="the reaction as feedback",
         )
+        # Live scoring: the posted reply's gate verdicts and measures, as CODE assessments on the trace.
+        scored = wait_until(
+            lambda: _code_assessments(client, run.data.tags["trace_id"]), timeout=60, interval=0.5, what="live scores"
+        )
         metrics = httpx.get(f"{stack.ingest_url}/metrics").text
+        composer_metrics = httpx.get(f"{stack.services['composer'].url}/metrics").text
         # The evidence composer worked from, as checkpointed on the job: what the retrieval span must count.
         view = httpx.get(
             f"{stack.ingest_url}/v1/jobs/{job['id']}", headers={"authorization": f"Bearer {stack.token}"}, timeout=10
@@ -98,6 +103,13 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
         lambda: client.get_trace(trace_id).info.tags.get("app_version_id"), timeout=30, what="trace link"
     )
     assert linked == model.model_id
+    assert scored["gates_passed"] is True and scored["gate.grounded"] is True
+    assert 0.5 <= scored["grounding_min"] <= scored["grounding_mean"] <= 1.0 and scored["unsupported_sentences"] == 0
+    assert scored["theme_strength"] >= 0.11  # the first project line's theme is earned (GATE_MIN_THEME_STRENGTH)
+    version = run.data.tags["app_version"]
+    live = f'app_version="{version}",channel="{CHANNEL}"'
+    assert f'technoshare_live_replies_total{{{live},passed="true"}} 1.0' in composer_metrics
+    assert f"technoshare_live_grounding_count{{{live}}} 1.0" in composer_metrics
     [positive] = feedback
     assert positive.value is True and positive.source.source_type == "HUMAN"
     assert 'technoshare_feedback_total{reaction="+1",verdict="positive"} 1.0' in metrics
@@ -124,6 +136,12 @@ def reaction_event(message_ts: str, reaction: str) -> dict:  # type: ignore[type
             "event_ts": f"{time.time():.6f}",
         },
     }
+
+
+def _code_assessments(client: MlflowClient, trace_id: str) -> dict[str, object] | None:
+    """The trace's CODE assessments by name, once the last of them (theme_strength) has landed."""
+    found = {a.name: a.value for a in client.get_trace(trace_id).info.assessments if a.source.source_type == "CODE"}
+    return found if "theme_strength" in found else None
 
 
 def _complete_trace(client: MlflowClient, trace_id: str):  # type: ignore[no-untyped-def]

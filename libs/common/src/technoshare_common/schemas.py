@@ -203,6 +203,19 @@ class NoticeRunRequest(BaseModel):
     attempt: int = 1
 
 
+class ReplyQuality(BaseModel):
+    """The gates' measures of one reply, as live traffic is scored on its trace and in Prometheus."""
+
+    passed: bool = Field(description="The reply passed every gate.")
+    gates: dict[str, bool] = Field(default_factory=dict, description="Each gate's verdict, by gate name.")
+    grounding_mean: float = Field(description="Mean support of the TL;DR and summary sentences in the evidence.")
+    grounding_min: float = Field(description="The least supported sentence's support.")
+    unsupported_sentences: int = Field(description="Sentences under the grounded gate's GATE_MIN_SUPPORT.")
+    theme_strength: float | None = Field(
+        None, description="How strongly the evidence earns the first project line's theme; None with no project."
+    )
+
+
 class ComposeResult(BaseModel):
     job_id: str | None = None
     url: str
@@ -233,6 +246,7 @@ class ComposeResult(BaseModel):
         description="The abstractive draft's failed gates, when the extractive fallback answered instead of it.",
     )
     notice: "Notice | None" = Field(None, description="What an unreadable link got instead of a reply.")
+    quality: ReplyQuality | None = Field(None, description="The posted reply's measures (composer.quality.live).")
 
     @property
     def gate_failures(self) -> list[GateResult]:

@@ -38,6 +38,7 @@ from composer.prompts import PromptStore, prompt_length
 from composer.quality.content import GateContext
 from composer.quality.evidence import EvidenceIndex
 from composer.quality.gates import GateConfig, GateReport, check_reply, run_gates
+from composer.quality.live import reply_quality
 from composer.quality.terms import reply_sentences
 from composer.quality.themes import ThemeStrength, earned_themes, theme_strengths
 from composer.settings import ComposeMode, ComposerSettings, LLMUnavailableReply
@@ -248,6 +249,9 @@ class ReplyComposer:
                 raise
             log.warning("LLM unavailable; posting the quoted reply", extra={"error": str(exc)[:300]})
             await self._quoted(result, evidence, index, context, themes, mode="degraded")
+        if result.reply is not None:
+            min_support = self.gate_config.content.min_support
+            result.quality = reply_quality(result.reply, result.gates, index, self.projects, min_support)
 
     async def _gate(self, result: ComposeResult, content: str, config: GateConfig, context: GateContext) -> GateReport:
         async with stage(result, "quality_gates") as span:

@@ -20,6 +20,7 @@ from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
 from composer.notices import transient, unreadable_body, unreadable_notice
 from composer.projects import Project
 from composer.prompts import PromptStore
+from composer.quality.live import count_posted
 from composer.settings import ComposerSettings
 from composer.stage_a import StageError
 from composer.tracking import JobTracker
@@ -327,6 +328,8 @@ class Pipeline:
         except ServiceError as exc:
             raise DependencyUnavailable(str(exc)) from exc
         result.post = posted
+        if posted.status in (PostStatus.posted, PostStatus.dry_run) and result.quality is not None:
+            count_posted(result.quality, job.channel_id, result.app_version or "")  # once: a repost is already_posted
         if posted.status == PostStatus.failed:
             if posted.retryable:
                 raise DependencyUnavailable(f"slack: {posted.error}")

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from composer.app_version import AppVersions
 from technoshare_common.redaction import redact
-from technoshare_common.schemas import ComposeResult, JobRunRequest
+from technoshare_common.schemas import ComposeResult, JobRunRequest, PostStatus, ReplyQuality
 from technoshare_common.spool import Deferred, DiskSpool, Record
 from technoshare_common.tracing import lean_mlflow_client
 
@@ -26,6 +26,8 @@ STAGES = ("retrieval", "stage_a", "stage_b", "quality_gates", "slack_post")
 LOGGED_TAG = "technoshare.logged"
 
 TRACE_LINK_PATIENCE_SECONDS = 24 * 3600
+POSTED = (PostStatus.posted, PostStatus.dry_run, PostStatus.already_posted)  # a reply is in Slack: score its trace
+SCORER_ID = "technoshare-gates"  # the source of the live assessments (composer.quality.live)
 
 
 def job_tags(job: JobRunRequest | None, result: ComposeResult) -> dict[str, str]:
@@ -193,6 +195,8 @@ class JobTracker:
             return None
         trace_tags = {"run_id": run_id} | {key: tags[key] for key in ("app_version", "app_version_id") if key in tags}
         link = {"kind": "trace_link", "trace_id": result.trace_id, "tags": trace_tags, "since": time.time()}
+        if result.quality is not None and result.post is not None and result.post.status in POSTED:
+            link["quality"] = result.quality.model_dump(mode="json")
         return self._link_trace(link)
 
     @staticmethod
@@ -255,7 +259,30 @@ class JobTracker:
                 return None
             return link
         client.set_trace_tags(link["trace_id"], link["tags"])
+        if link.get("quality"):
+            self._score_trace(client, link["trace_id"], ReplyQuality.model_validate(link["quality"]))
         return None
+
+    @staticmethod
+    def _score_trace(client: Any, trace_id: str, quality: ReplyQuality) -> None:
+        """The posted reply's gate verdicts and measures as CODE assessments on its trace: live traffic scored at no
+        model cost. A replay logs only what the trace lacks."""
+        from mlflow.entities import AssessmentSource, AssessmentSourceType, Feedback
+
+        scores: dict[str, bool | float] = {
+            "gates_passed": quality.passed,
+            **{f"gate.{name}": passed for name, passed in quality.gates.items()},
+            "grounding_mean": quality.grounding_mean,
+            "grounding_min": quality.grounding_min,
+            "unsupported_sentences": float(quality.unsupported_sentences),
+        }
+        if quality.theme_strength is not None:
+            scores["theme_strength"] = quality.theme_strength
+        present = {a.name for a in client.get_trace_info(trace_id).assessments or []}
+        source = AssessmentSource(source_type=AssessmentSourceType.CODE, source_id=SCORER_ID)
+        for name, value in scores.items():
+            if name not in present:
+                client.log_assessment(trace_id, Feedback(name=name, value=value, source=source))
 
     @staticmethod
     def _logged_run(client: Any, experiment_id: str, tags: dict[str, str]) -> str | None:

@@ -349,7 +349,7 @@ def push_to_prometheus(gateway: str, summary: EvalSummary) -> None:
     from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
     registry = CollectorRegistry()
-    labels = ["alias"]
+    labels = ["alias", "app_version"]  # the dashboard sets it beside live quality, version by version
     values = {
         "technoshare_eval_pass_rate": ("Share of evaluation examples passing every hard scorer.", summary.pass_rate),
         "technoshare_eval_examples": ("Examples in the last evaluation run.", float(summary.total)),
@@ -357,7 +357,7 @@ def push_to_prometheus(gateway: str, summary: EvalSummary) -> None:
         "technoshare_eval_last_run_timestamp_seconds": ("When the last evaluation finished.", time.time()),
     }
     for name, (documentation, value) in values.items():
-        Gauge(name, documentation, labels, registry=registry).labels(summary.alias).set(value)
+        Gauge(name, documentation, labels, registry=registry).labels(summary.alias, summary.app_version).set(value)
     push_to_gateway(gateway, job="technoshare_eval", registry=registry)
 
 
