@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 URL ?=
 
-.PHONY: install model up down run test test-fast lint docs eval promote bench chart-check chart-data docker-engine images rehearse clean
+.PHONY: install model up down run test test-fast lint docs eval promote sync-regressions bench chart-check chart-data docker-engine images rehearse clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv==$(UV_VERSION)
@@ -49,6 +49,11 @@ run: up
 # (e.g. EVAL_ARGS="--limit 5").
 eval: up
 	$(PY) scripts/stack.py exec .venv/bin/technoshare-eval $(EVAL_ARGS)
+
+# The replies voted on in Slack (traces with feedback user_reaction), merged into the MLflow evaluation dataset
+# technoshare_regressions and written to data/regression_cases.json, which make eval and make promote include.
+sync-regressions: up
+	$(PY) scripts/stack.py exec .venv/bin/technoshare-sync-regressions
 
 # Evaluates the prompts at @candidate against @prod and moves @prod only if the candidate passes without regressing.
 promote: up

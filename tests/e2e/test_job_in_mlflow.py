@@ -67,7 +67,7 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
     assert run.data.tags["prompt_version.stage_a_extract_facts"]
     assert run.data.params["gate.tldr_sentences"] == "3"
     assert run.data.metrics["gate_failures"] == 0 and run.data.metrics["total_tokens"] > 0
-    assert len(client.list_artifacts(run.info.run_id)) == 6
+    assert len(client.list_artifacts(run.info.run_id)) == 7
     trace_id = run.data.tags["trace_id"]
     trace = wait_until(lambda: _complete_trace(client, trace_id), timeout=60, interval=0.5, what="the whole trace")
     spans = {span.name: span for span in trace.data.spans}

@@ -95,7 +95,7 @@ def test_runs_wait_in_the_spool_while_mlflow_is_down_and_land_when_it_is_back(tm
         assert experiment is not None
         runs = client.search_runs([experiment.experiment_id], "tags.job_id LIKE 'job-down-%' and tags.outcome != ''")
         assert sorted(run.data.tags["job_id"] for run in runs) == ["job-down-0", "job-down-1", "job-down-2"]
-        assert all(len(client.list_artifacts(run.info.run_id)) == 6 for run in runs)
+        assert all(len(client.list_artifacts(run.info.run_id)) == 7 for run in runs)
     finally:
         tracker.stop()
         server.stop()

@@ -10,9 +10,9 @@ from composer.projects import load_projects
 from composer.quality.content import CONTENT_GATES, GateContext
 from composer.quality.gates import GATE_NAMES, GateConfig
 from composer.settings import ComposerSettings
-from evaluation.dataset import load_dataset
+from evaluation.dataset import ANY_THEME, load_dataset
 from evaluation.negatives import NegativesReport, RecordedReply, check_recorded_replies, load_recorded_replies
-from evaluation.runner import EvalSummary, ExampleResult
+from evaluation.runner import Comparison, EvalSummary, ExampleResult
 from evaluation.scorers import HARD_SCORERS, NO_PROJECT, gate_contexts, relevance
 
 
@@ -51,8 +51,9 @@ def test_a_disabled_content_gate_lets_through_the_bad_replies_only_it_would_refu
     assert not report.all_refused and report.metrics()["negatives_refused"] < 1.0
 
 
-def _result(example_id: str, failing: set[str]) -> ExampleResult:
+def _result(example_id: str, failing: set[str], split: str = "dev") -> ExampleResult:
     return ExampleResult(
+        split=split,
         id=example_id,
         url=f"https://example.com/{example_id}",
         outcome="success",
@@ -107,3 +108,25 @@ def test_relevance_of_a_link_no_project_relates_to_passes_only_when_the_reply_sa
     feedback = relevance(outputs={"reply": reply}, expectations={"expected_theme": NO_PROJECT})
     assert feedback.value is passed
     assert relevance(outputs={"reply": None}, expectations={"expected_theme": NO_PROJECT}).value is False
+
+
+def _summary(alias: str, *results: ExampleResult) -> EvalSummary:
+    return EvalSummary(alias=alias, prompt_versions={}, app_version=f"technoshare-{alias}", results=list(results))
+
+
+def test_a_candidate_failing_a_regression_case_prod_passes_is_refused_whatever_the_tolerance() -> None:
+    """A reply voted down in Slack, frozen as a case (evaluation.regressions), allows no slack."""
+    prod = _summary("prod", _result("a", set()), _result("regression-x", set(), split="regression"))
+    compared = Comparison(prod, tolerance=0.6)  # a drop of half the examples is within it
+    fails_the_case = _summary("candidate", _result("a", set()), _result("regression-x", {"grounded"}, "regression"))
+    fails_an_example = _summary("candidate", _result("a", {"grounded"}), _result("regression-x", set(), "regression"))
+    assert compared.regressed(fails_the_case)
+    assert not compared.regressed(fails_an_example)
+    both_fail = Comparison(_summary("prod", _result("regression-x", {"grounded"}, "regression")), tolerance=0.0)
+    assert not both_fail.regressed(_summary("candidate", _result("regression-x", {"grounded"}, "regression")))
+
+
+def test_a_regression_case_without_a_theme_leaves_relevance_to_the_gate() -> None:
+    reply = {"tldr": [], "summary": [], "projects": [{"theme": "ML platform", "relevance": "r"}]}
+    assert relevance(outputs={"reply": reply}, expectations={"expected_theme": ANY_THEME}).value is True
+    assert relevance(outputs={"reply": None}, expectations={"expected_theme": ANY_THEME}).value is False

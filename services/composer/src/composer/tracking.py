@@ -217,8 +217,11 @@ class JobTracker:
             params=[Param(key, str(value)) for key, value in record["params"].items()],
             tags=[RunTag(key, value) for key, value in tags.items()],
         )
+        artifacts = job_artifacts(result)
+        if record["job"]:  # what the teammate wrote: a 👎 on the reply freezes it into a regression case with it
+            artifacts["slack_message.txt"] = record["job"].get("slack_text") or ""
         with tempfile.TemporaryDirectory() as folder:
-            for name, content in job_artifacts(result).items():
+            for name, content in artifacts.items():
                 Path(folder, name).write_text(redact(content), encoding="utf-8")
             client.log_artifacts(run_id, folder)
         if result.app_version_id:

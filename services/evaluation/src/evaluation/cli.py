@@ -32,6 +32,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--replies", type=Path, default=None, help="recorded good and bad replies (default: eval_replies.json there)"
     )
+    parser.add_argument(
+        "--regressions",
+        type=Path,
+        default=None,
+        help="replies voted on in Slack (default: regression_cases.json there, if make sync-regressions wrote it)",
+    )
     parser.add_argument("--alias", default="prod", help="prompt alias to evaluate (default prod)")
     parser.add_argument("--baseline", default="prod", help="alias the candidate is compared with (default prod)")
     parser.add_argument("--min-pass-rate", type=float, default=0.8, help="fail below this pass rate (0.8)")
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation import runner
     from evaluation.dataset import DatasetError, load_dataset
     from evaluation.negatives import check_recorded_replies, load_recorded_replies
+    from evaluation.regressions import load_regression_cases
     from evaluation.scorers import gate_contexts, hard_scorers, llm_judge, soft_scorers
 
     settings = ComposerSettings()
@@ -102,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     themes = {project.theme for project in projects}
     try:
         dataset = load_dataset(args.dataset or settings.data_dir / "eval_dataset.json", themes)
+        cases = load_regression_cases(args.regressions or settings.data_dir / "regression_cases.json")
+        dataset.examples += [case.example() for case in cases]
         contexts = gate_contexts(dataset.examples, projects)  # every example: recorded replies may use any
         replies = load_recorded_replies(args.replies or settings.data_dir / "eval_replies.json", set(contexts))
+        replies += [case.recorded() for case in cases]
     except DatasetError as exc:
         print(exc, file=sys.stderr)
         return 2

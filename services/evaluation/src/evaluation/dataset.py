@@ -10,10 +10,13 @@ from pydantic import BaseModel, Field, ValidationError
 
 from technoshare_common.schemas import Evidence
 
+ANY_THEME = "(any earned theme)"  # a regression case no person gave a theme: relevance is earned_relevance's alone
+
 
 class Split(StrEnum):
     dev = "dev"  # what the prompts and the gates' thresholds were tuned on
     holdout = "holdout"  # sources nothing was tuned on: read only by the evaluation report
+    regression = "regression"  # replies voted on in Slack (evaluation.regressions): a candidate must not fail one
 
 
 class EvalExample(BaseModel):

@@ -26,7 +26,7 @@ from composer.prompts import PromptRegistry, PromptStore
 from composer.quality.content import GateContext
 from composer.quality.gates import GATE_NAMES
 from composer.settings import ComposerSettings
-from evaluation.dataset import EvalDataset, EvalExample
+from evaluation.dataset import EvalDataset, EvalExample, Split
 from evaluation.negatives import NegativesReport
 from evaluation.scorers import HARD_SCORERS, NO_PROJECT, STRUCTURAL_GATES, SentenceSupport, sentence_supports
 from technoshare_common.http import ServiceClient
@@ -156,7 +156,12 @@ class Comparison:
         return [result.id for result in candidate.results if before.get(result.id) and not result.passed]
 
     def regressed(self, candidate: EvalSummary) -> bool:
-        return candidate.pass_rate < self.baseline.pass_rate - self.tolerance
+        """A pass rate under the baseline's beyond the tolerance, or any regression case (a reply voted on in Slack)
+        the baseline passes and the candidate fails: those have no tolerance."""
+        cases = {result.id for result in candidate.results if result.split == Split.regression.value}
+        return candidate.pass_rate < self.baseline.pass_rate - self.tolerance or bool(
+            cases & set(self.regressed_examples(candidate))
+        )
 
 
 def build_pipeline(settings: ComposerSettings, alias: str) -> tuple[ReplyComposer, PromptStore, LLMClient]:

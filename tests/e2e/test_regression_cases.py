@@ -1,0 +1,104 @@
+"""A reply voted down in Slack becomes a frozen regression case: in MLflow's evaluation dataset, then in the
+repository's format, with the evidence it was made from and nothing personal."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from evaluation.regressions import DATASET_NAME, load_regression_cases
+from tests.e2e.test_job_in_mlflow import ARXIV, reaction_event
+from tests.support.mlflow_server import MlflowServer
+from tests.support.servers import ROOT, wait_until
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def sync(tracking_uri: str, output: Path) -> str:
+    done = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "technoshare-sync-regressions"),
+            "--tracking-uri",
+            tracking_uri,
+            "--output",
+            output,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_a_reply_voted_down_becomes_a_regression_case_and_the_last_vote_wins(tmp_path: Path) -> None:
+    server = MlflowServer(tmp_path / "mlflow")
+    server.start()
+    output = tmp_path / "regression_cases.json"
+    try:
+        env = {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_SPOOL_DIR": str(tmp_path / "spool")}
+        with Stack(tmp_path, env=env) as stack:
+            event = stack.message_event(f"<{ARXIV}> worth a look for Forge, ask jane.doe@example.com")
+            assert stack.slack_request(event).status_code == 200
+            [job] = stack.wait_jobs_done(event["event"]["ts"], 1)
+            assert job["outcome"] == "success", job
+            [posted] = stack.slack.messages
+            client = MlflowClient(server.url)
+
+            def votes() -> list[object] | None:
+                """The reply's votes on its trace, once the trace is linked to the job's run."""
+                experiment = client.get_experiment_by_name("technoshare_commentator")
+                runs = (
+                    client.search_runs(
+                        [experiment.experiment_id], f"tags.job_id = '{job['id']}' and tags.outcome = 'success'"
+                    )
+                    if experiment
+                    else []
+                )
+                if not runs or "trace_id" not in runs[0].data.tags:
+                    return None
+                trace = client.get_trace(runs[0].data.tags["trace_id"])
+                if "run_id" not in trace.info.tags:
+                    return None
+                return [a.value for a in trace.info.assessments if a.name == "user_reaction"]
+
+            assert stack.slack_request(reaction_event(job["slack_message_ts"], "-1")).status_code == 200
+            wait_until(lambda: votes() == [False], timeout=90, interval=0.5, what="the thumbs-down on a linked trace")
+            assert "1 regression cases (1 voted down)" in sync(server.url, output)
+            [case] = load_regression_cases(output)
+
+            # The same person changes their mind: the case is updated, not doubled.
+            assert stack.slack_request(reaction_event(job["slack_message_ts"], "+1")).status_code == 200
+            wait_until(lambda: votes() == [False, True], timeout=60, interval=0.5, what="the thumbs-up")
+            assert "1 regression cases (0 voted down)" in sync(server.url, output)
+            [again] = load_regression_cases(output)
+            dataset_records = _dataset_records(server.url)
+    finally:
+        server.stop()
+    assert case.label == "bad" and again.label == "good" and again.id == case.id == f"regression-{job['id'][:16]}"
+    assert str(case.evidence.url) == ARXIV and case.evidence.snippets  # pinned: what the reply was made from
+    assert case.reply["tldr"] and case.reply["tldr"][0] in posted["text"]  # the reply as it was posted
+    assert "worth a look for Forge" in case.slack_text and "[redacted email]" in case.slack_text
+    stored = output.read_text()
+    assert "U0HUMAN" not in stored and "jane.doe@example.com" not in stored
+    example, recorded = case.example(), case.recorded()
+    assert example.split == "regression" and recorded.label == "bad" and recorded.example_id == case.id
+    assert len(json.loads(stored)["cases"]) == 1
+    assert len(dataset_records) == 1  # one record per job in MLflow's evaluation dataset, updated by the new vote
+
+
+def _dataset_records(tracking_uri: str) -> list[dict[str, object]]:
+    """The dataset's records, read in a child process (setting the tracking URI here would leak into other tests)."""
+    code = (
+        "import json, mlflow; from mlflow.genai import datasets; "
+        f"mlflow.set_tracking_uri({tracking_uri!r}); "
+        f"print(json.dumps(datasets.get_dataset(name={DATASET_NAME!r}).to_df()['expectations'].tolist()))"
+    )
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
