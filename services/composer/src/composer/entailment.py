@@ -23,6 +23,7 @@ from composer.quality.evidence import EvidenceIndex
 from technoshare_common.schemas import TokenUsage
 
 PERSONA = "entailment_judge"
+ONLINE_PERSONA = "eval_judge"  # the same judge scoring posted replies afterwards (composer.quality.live), billed apart
 LABELS = ("entailed", "neutral", "contradicted")
 EVIDENCE_CHARS = 600  # of each sentence's best evidence passage
 
@@ -68,10 +69,11 @@ def sampled(job_key: str, rate: float) -> bool:
 
 
 class EntailmentJudge:
-    def __init__(self, llm: LLMClient, model: str, max_tokens: int = 400) -> None:
+    def __init__(self, llm: LLMClient, model: str, max_tokens: int = 400, persona: str = PERSONA) -> None:
         self.llm = llm
         self.model = model
         self.max_tokens = max_tokens
+        self.persona = persona
 
     async def judge(self, sentences: list[str], index: EvidenceIndex) -> tuple[list[Verdict], TokenUsage]:
         """A verdict per sentence; an answer that cannot be read leaves the sentences `neutral` (never refused on
@@ -82,7 +84,7 @@ class EntailmentJudge:
             for number, (sentence, passage) in enumerate(zip(sentences, passages, strict=True), 1)
         )
         result = await self.llm.chat(
-            persona=PERSONA,
+            persona=self.persona,
             model=self.model,
             messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": claims}],
             parameters={"temperature": 0, "max_tokens": self.max_tokens},

@@ -16,11 +16,14 @@ from prometheus_client import Counter, Gauge
 
 from composer.app_version import AppVersions, app_config
 from composer.compose import ReplyComposer, stage
+from composer.entailment import ONLINE_PERSONA, EntailmentJudge, sampled
 from composer.llm import BUDGET_EXCEEDED, LLMClient, LLMUnavailable
 from composer.notices import transient, unreadable_body, unreadable_notice
 from composer.projects import Project
 from composer.prompts import PromptStore
+from composer.quality.evidence import EvidenceIndex
 from composer.quality.live import count_posted
+from composer.quality.terms import reply_sentences
 from composer.settings import ComposerSettings
 from composer.stage_a import StageError
 from composer.tracking import JobTracker
@@ -84,6 +87,10 @@ class Pipeline:
         self.composer = ReplyComposer(
             settings, llm=llm, prompts=prompts, projects=projects, search=self._search, app_versions=app_versions
         )
+        self.online_judge = (
+            EntailmentJudge(llm, settings.judge_model, persona=ONLINE_PERSONA) if settings.judge_model else None
+        )
+        self._scoring: set[asyncio.Task[None]] = set()  # the online judge's calls in flight (held, or they are lost)
 
     async def _search(self, request: SearchRequest) -> SearchResponse:
         return await self.retrieval.post("/v1/search", request, SearchResponse)
@@ -111,6 +118,10 @@ class Pipeline:
             tracer.link_trace_to_model(result.app_version_id)
             if self._should_post(result):
                 await self._post(job, result)
+            if self._judged_online(job, result):
+                task = asyncio.create_task(self._judge_online(result), name=f"online-judge-{job.job_id}")
+                self._scoring.add(task)
+                task.add_done_callback(self._scoring.discard)
             span.set_attributes(
                 {
                     "outcome": result.outcome.value,
@@ -122,6 +133,33 @@ class Pipeline:
         if self.tracker is not None:
             self.tracker.submit(job, result, self.run_params(), app_config(self.settings, result.prompt_versions))
         return result
+
+    def _judged_online(self, job: JobRunRequest, result: ComposeResult) -> bool:
+        """A sampled share of the replies posted now (ONLINE_JUDGE_SAMPLE_RATE), when a judge model is set."""
+        return (
+            self.online_judge is not None
+            and self.tracker is not None
+            and result.reply is not None
+            and result.evidence is not None
+            and result.trace_id is not None
+            and result.post is not None
+            and result.post.status in (PostStatus.posted, PostStatus.dry_run)
+            and sampled(f"online:{job.job_id}", self.settings.online_judge_sample_rate)
+        )
+
+    async def _judge_online(self, result: ComposeResult) -> None:
+        """The judge's verdicts on a posted reply, for its trace as LLM_JUDGE assessments: after the post, so the
+        reply never waits for them, and a judge that fails costs nothing but the scores."""
+        assert self.online_judge is not None and self.tracker is not None
+        assert result.reply is not None and result.evidence is not None and result.trace_id is not None
+        sentences = reply_sentences(result.reply.tldr) + reply_sentences(result.reply.summary)
+        try:
+            verdicts, _ = await self.online_judge.judge(sentences, EvidenceIndex.from_evidence(result.evidence))
+        except Exception as exc:
+            log.warning("the online judge failed; the reply stays unjudged", extra={"error": str(exc)[:300]})
+            return
+        labels = [{"sentence": v.sentence, "label": v.label} for v in verdicts]
+        self.tracker.submit_judgement(result.trace_id, self.online_judge.model, labels)
 
     async def run_notice(self, job: NoticeRunRequest) -> ComposeResult:
         """A link ingest refused (malformed, a port out of range, too long): never fetched, answered with the

@@ -117,6 +117,16 @@ class ComposerSettings(ServiceSettings):
         "retried job is judged the same way).",
     )
 
+    online_judge_sample_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        validation_alias="ONLINE_JUDGE_SAMPLE_RATE",
+        description="With JUDGE_MODEL set, the share of posted replies the judge also scores afterwards, off the "
+        "reply's path: its verdicts land on the trace as LLM_JUDGE assessments (judge_entailment, "
+        "judge_contradicted), billed as llm-gateway persona eval_judge.",
+    )
+
     compose_mode: ComposeMode = Field(
         ComposeMode.auto,
         validation_alias="COMPOSE_MODE",

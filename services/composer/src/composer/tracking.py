@@ -161,9 +161,15 @@ class JobTracker:
             }
         )
 
+    def submit_judgement(self, trace_id: str, model: str, verdicts: list[dict[str, str]]) -> None:
+        """The online judge's verdicts on a posted reply, for its trace once it is in MLflow; never raises."""
+        if self.enabled:
+            record = {"trace_id": trace_id, "model": model, "verdicts": verdicts, "since": time.time()}
+            self.spool.put({"kind": "judgement"} | record)
+
     def _send(self, record: Record) -> Record | None:
-        if record.get("kind") == "trace_link":
-            if self._link_trace(record) is not None:
+        if record.get("kind") in ("trace_link", "judgement"):
+            if self._on_trace(record) is not None:
                 raise Deferred
             return None
         return self._log(record)
@@ -197,7 +203,7 @@ class JobTracker:
         link = {"kind": "trace_link", "trace_id": result.trace_id, "tags": trace_tags, "since": time.time()}
         if result.quality is not None and result.post is not None and result.post.status in POSTED:
             link["quality"] = result.quality.model_dump(mode="json")
-        return self._link_trace(link)
+        return self._on_trace(link)
 
     @staticmethod
     def _create_run(
@@ -246,25 +252,46 @@ class JobTracker:
         client.set_terminated(run_id, RunStatus.to_string(status), end_time=end_ms)
         return run_id
 
-    def _link_trace(self, link: Record) -> Record | None:
-        """Tags the trace with its run; while the trace is still on its way (spooled elsewhere), the link waits."""
+    def _on_trace(self, record: Record) -> Record | None:
+        """Tags the trace with its run and scores it (a trace_link), or logs the online judge's verdicts on it (a
+        judgement); while the trace is still on its way (spooled elsewhere), the record waits."""
         from mlflow.exceptions import MlflowException
         from mlflow.tracing.client import TracingClient
 
         client = TracingClient(self.tracking_uri)
         try:
-            client.get_trace_info(link["trace_id"])
+            client.get_trace_info(record["trace_id"])
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            if time.time() - link["since"] > TRACE_LINK_PATIENCE_SECONDS:
-                log.warning("the job's trace never reached MLflow; its run stays unlinked", extra=link)
+            if time.time() - record["since"] > TRACE_LINK_PATIENCE_SECONDS:
+                log.warning("the job's trace never reached MLflow; its run stays unlinked", extra=record)
                 return None
-            return link
-        client.set_trace_tags(link["trace_id"], link["tags"])
-        if link.get("quality"):
-            self._score_trace(client, link["trace_id"], ReplyQuality.model_validate(link["quality"]))
+            return record
+        if record["kind"] == "judgement":
+            self._judge_trace(client, record["trace_id"], record["model"], record["verdicts"])
+            return None
+        client.set_trace_tags(record["trace_id"], record["tags"])
+        if record.get("quality"):
+            self._score_trace(client, record["trace_id"], ReplyQuality.model_validate(record["quality"]))
         return None
+
+    @staticmethod
+    def _judge_trace(client: Any, trace_id: str, model: str, verdicts: list[dict[str, str]]) -> None:
+        """LLM_JUDGE assessments: the share of sentences the judge found entailed, and the contradicted ones."""
+        from mlflow.entities import AssessmentSource, AssessmentSourceType, Feedback
+
+        present = {a.name for a in client.get_trace_info(trace_id).assessments or []}
+        labels = [v["label"] for v in verdicts]
+        contradicted = [v["sentence"] for v in verdicts if v["label"] == "contradicted"]
+        source = AssessmentSource(source_type=AssessmentSourceType.LLM_JUDGE, source_id=model)
+        scores = {
+            "judge_entailment": (labels.count("entailed") / len(labels) if labels else 1.0, f"{labels}"),
+            "judge_contradicted": (float(len(contradicted)), redact(json.dumps(contradicted))[:2000]),
+        }
+        for name, (value, rationale) in scores.items():
+            if name not in present:
+                client.log_assessment(trace_id, Feedback(name=name, value=value, source=source, rationale=rationale))
 
     @staticmethod
     def _score_trace(client: Any, trace_id: str, quality: ReplyQuality) -> None:

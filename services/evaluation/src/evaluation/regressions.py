@@ -116,11 +116,13 @@ def voted_cases(client: Any, max_traces: int = 5000) -> list[RegressionCase]:
         job_id = trace.info.tags.get("job_id", "")
         if vote is None or not run_id or not job_id.isalnum():
             continue
-        with tempfile.TemporaryDirectory() as folder:
-            files = {name: Path(client.download_artifacts(run_id, name, folder)) for name in ARTIFACTS}
-            stage_b = json.loads(files["stage_b_result.json"].read_text(encoding="utf-8"))
-            evidence = Evidence.model_validate_json(files["evidence.json"].read_text(encoding="utf-8"))
-            slack_text = files["slack_message.txt"].read_text(encoding="utf-8")
+        texts = _artifacts(client, run_id)
+        if "evidence.json" not in texts or "stage_b_result.json" not in texts:
+            print(f"skipping the vote on job {job_id}: run {run_id} pinned no evidence or reply", file=sys.stderr)
+            continue
+        stage_b = json.loads(texts["stage_b_result.json"])
+        evidence = Evidence.model_validate_json(texts["evidence.json"])
+        slack_text = texts.get("slack_message.txt", "")  # runs logged before the message was kept have none
         if not stage_b.get("reply"):
             continue
         cases.append(
@@ -135,6 +137,17 @@ def voted_cases(client: Any, max_traces: int = 5000) -> list[RegressionCase]:
             )
         )
     return cases
+
+
+def _artifacts(client: Any, run_id: str) -> dict[str, str]:
+    """The job run's pinned artifacts (ARTIFACTS) that it has, by name."""
+    present = {artifact.path for artifact in client.list_artifacts(run_id)}
+    with tempfile.TemporaryDirectory() as folder:
+        return {
+            name: Path(client.download_artifacts(run_id, name, folder)).read_text(encoding="utf-8")
+            for name in ARTIFACTS
+            if name in present
+        }
 
 
 def merge_into_dataset(cases: list[RegressionCase]) -> Any:
