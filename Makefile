@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 URL ?=
 
-.PHONY: install model up down run test test-fast lint docs eval promote sync-regressions bench chart-check chart-data docker-engine images rehearse clean
+.PHONY: install model up down run test test-fast lint docs eval promote sync-regressions canary bench chart-check chart-data docker-engine images rehearse clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv==$(UV_VERSION)
@@ -54,6 +54,11 @@ eval: up
 # technoshare_regressions and written to data/regression_cases.json, which make eval and make promote include.
 sync-regressions: up
 	$(PY) scripts/stack.py exec .venv/bin/technoshare-sync-regressions
+
+# The shadow canary: @staging against @prod, as dry runs, on the last live links with their pinned evidence
+# (CANARY_ARGS="--promote" moves @prod to @staging when it passes; "--alias candidate" tries another alias).
+canary: up
+	$(PY) scripts/stack.py exec .venv/bin/technoshare-canary $(CANARY_ARGS)
 
 # Evaluates the prompts at @candidate against @prod and moves @prod only if the candidate passes without regressing.
 promote: up

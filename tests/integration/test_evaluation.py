@@ -146,6 +146,28 @@ def test_a_regressing_candidate_is_refused_and_a_good_one_is_promoted(
     assert len(traces) >= EXAMPLES
 
 
+def test_a_candidate_goes_to_staging_and_to_prod_only_after_a_passing_canary(
+    mlflow_server: str, gateway_url: str, dataset: Path, tmp_path: Path
+) -> None:
+    registry = PromptRegistry(mlflow_server)
+    prod = register(registry, "prod")
+    candidate = register(registry, "candidate", "Answer in plain words.")
+
+    unvetted = run_eval(
+        mlflow_server, gateway_url, tmp_path, dataset, "--alias", "candidate", "--promote", "--require-canary"
+    )
+    assert unvetted.returncode == 1, unvetted.stdout + unvetted.stderr
+    assert "no passing shadow canary" in unvetted.stdout
+    assert registry.alias_version(STAGE_B, "prod") == prod[STAGE_B]
+
+    staged = run_eval(
+        mlflow_server, gateway_url, tmp_path, dataset, "--alias", "candidate", "--promote", "--promote-to", "staging"
+    )
+    assert staged.returncode == 0, staged.stdout + staged.stderr
+    assert registry.alias_version(STAGE_B, "staging") == candidate[STAGE_B]
+    assert registry.alias_version(STAGE_B, "prod") == prod[STAGE_B]
+
+
 def test_a_bad_dataset_is_a_clear_error(mlflow_server: str, gateway_url: str, dataset: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"examples": [{"id": "x", "url": "https://example.com"}]}))

@@ -47,7 +47,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repair-attempts", type=int, default=None, help="override GATE_REPAIR_ATTEMPTS")
     parser.add_argument("--judge-model", default=os.environ.get("EVAL_JUDGE_MODEL"), help="LLM judge (optional)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--promote", action="store_true", help="move prod to the evaluated alias if it passes")
+    parser.add_argument("--promote", action="store_true", help="move --promote-to to the evaluated alias if it passes")
+    parser.add_argument(
+        "--promote-to",
+        choices=("prod", "staging"),
+        default="prod",
+        help="the alias --promote moves: staging, for a shadow canary (technoshare-canary) to move on to prod",
+    )
+    parser.add_argument(
+        "--require-canary",
+        action="store_true",
+        help="promote to prod only an app version whose last shadow canary passed (experiment technoshare_canary)",
+    )
     parser.add_argument(
         "--composer-url",
         default=os.environ.get("EVAL_COMPOSER_URL"),
@@ -84,11 +95,14 @@ def main(argv: list[str] | None = None) -> int:
 
     lean_mlflow_client()  # before mlflow is imported
 
+    from mlflow import MlflowClient
+
     from composer.projects import load_projects
     from composer.prompts import PromptRegistry
     from composer.quality.gates import GateConfig
     from composer.settings import ComposerSettings
     from evaluation import runner
+    from evaluation.canary import last_canary_passed
     from evaluation.dataset import DatasetError, load_dataset
     from evaluation.negatives import check_recorded_replies, load_recorded_replies
     from evaluation.regressions import load_regression_cases
@@ -172,14 +186,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'PASS' if passed else 'FAIL'}: " + ("; ".join(reasons) or f"pass rate {summary.pass_rate:.1%}"))
     print(f"results: {args.output}; MLflow run {runner.run_link(tracking_uri, summary)}")
     if args.promote:
-        if args.alias == "prod":
-            print("nothing to promote: the evaluated alias is prod")
+        target = args.promote_to
+        canary_passed = not (args.require_canary and target == "prod") or last_canary_passed(
+            MlflowClient(tracking_uri), summary.app_version
+        )
+        if args.alias == target:
+            print(f"nothing to promote: the evaluated alias is {target}")
         elif not passed:
             print(f"not promoting @{args.alias}: it did not pass")
+        elif not canary_passed:
+            print(f"not promoting @{args.alias}: no passing shadow canary for {summary.app_version} (make canary)")
+            return 1
         else:
             for name, version in summary.prompt_versions.items():
-                registry.set_alias(name, "prod", int(version))
-                print(f"promoted {name}: @prod -> version {version}")
+                registry.set_alias(name, target, int(version))
+                print(f"promoted {name}: @{target} -> version {version}")
     return 0 if passed else 1
 
 

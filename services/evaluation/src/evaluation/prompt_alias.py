@@ -1,4 +1,4 @@
-"""Set, move or show the aliases (`prod`, `candidate`) of prompts in the MLflow Prompt Registry.
+"""Set, move or show the aliases (`prod`, `staging`, `candidate`) of prompts in the MLflow Prompt Registry.
 
 technoshare-prompt-alias show stage_b_compose_reply
 technoshare-prompt-alias set stage_b_compose_reply candidate 4
@@ -10,7 +10,7 @@ import os
 
 from composer.prompts import PromptRegistry
 
-ALIASES = ("prod", "candidate")
+ALIASES = ("prod", "staging", "candidate")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,23 +16,21 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from evaluation.dataset import ANY_THEME, DatasetError, EvalExample, Split
+from evaluation.job_runs import EVIDENCE, JOBS_EXPERIMENT, MESSAGE, REPLY, run_artifacts
 from evaluation.negatives import RecordedReply
 from technoshare_common.redaction import redact
 from technoshare_common.schemas import Evidence
 from technoshare_common.settings import REPO_DATA_DIR
 
 DATASET_NAME = "technoshare_regressions"
-JOBS_EXPERIMENT = "technoshare_commentator"
 FEEDBACK_NAME = "user_reaction"  # ingest.feedback's assessment
 PAGE = 500  # traces per search_traces call, the server's cap
-ARTIFACTS = ("evidence.json", "stage_b_result.json", "slack_message.txt")  # composer.tracking's, per job run
 
 
 class RegressionCase(BaseModel):
@@ -116,13 +114,13 @@ def voted_cases(client: Any, max_traces: int = 5000) -> list[RegressionCase]:
         job_id = trace.info.tags.get("job_id", "")
         if vote is None or not run_id or not job_id.isalnum():
             continue
-        texts = _artifacts(client, run_id)
-        if "evidence.json" not in texts or "stage_b_result.json" not in texts:
+        texts = run_artifacts(client, run_id)
+        if EVIDENCE not in texts or REPLY not in texts:
             print(f"skipping the vote on job {job_id}: run {run_id} pinned no evidence or reply", file=sys.stderr)
             continue
-        stage_b = json.loads(texts["stage_b_result.json"])
-        evidence = Evidence.model_validate_json(texts["evidence.json"])
-        slack_text = texts.get("slack_message.txt", "")  # runs logged before the message was kept have none
+        stage_b = json.loads(texts[REPLY])
+        evidence = Evidence.model_validate_json(texts[EVIDENCE])
+        slack_text = texts.get(MESSAGE, "")  # runs logged before the message was kept have none
         if not stage_b.get("reply"):
             continue
         cases.append(
@@ -137,17 +135,6 @@ def voted_cases(client: Any, max_traces: int = 5000) -> list[RegressionCase]:
             )
         )
     return cases
-
-
-def _artifacts(client: Any, run_id: str) -> dict[str, str]:
-    """The job run's pinned artifacts (ARTIFACTS) that it has, by name."""
-    present = {artifact.path for artifact in client.list_artifacts(run_id)}
-    with tempfile.TemporaryDirectory() as folder:
-        return {
-            name: Path(client.download_artifacts(run_id, name, folder)).read_text(encoding="utf-8")
-            for name in ARTIFACTS
-            if name in present
-        }
 
 
 def merge_into_dataset(cases: list[RegressionCase]) -> Any:
