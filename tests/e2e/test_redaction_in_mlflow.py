@@ -41,7 +41,8 @@ def test_secrets_in_a_slack_message_never_reach_mlflow(tmp_path: Path) -> None:
                 log = tmp_path / f"{module}.log"
                 wait_until(lambda log=log: "MLflow tracing on" in log.read_text(), timeout=60, what=f"{module} tracing")
             # use-search: the scripted Stage A calls its tool, so the message also travels through a tool span.
-            event = stack.message_event(f"<{ARXIV}> use-search, creds for the demo: {' '.join(PLANTED)}")
+            # One per line: prompts, spans and artifacts hold the text serialised, where a newline is `\n`.
+            event = stack.message_event(f"<{ARXIV}> use-search, creds for the demo:\n" + "\n".join(PLANTED))
             assert stack.slack_request(event).status_code == 200
             [job] = stack.wait_jobs_done(event["event"]["ts"], 1)
             assert job["outcome"] == "success", job

@@ -69,6 +69,10 @@ def test_a_reply_voted_down_becomes_a_regression_case_and_the_last_vote_wins(tmp
             wait_until(lambda: votes() == [False], timeout=90, interval=0.5, what="the thumbs-down on a linked trace")
             assert "1 regression cases (1 voted down)" in sync(server.url, output)
             [case] = load_regression_cases(output)
+            # A person triages it: the theme a good reply names, and the gates must refuse this reply.
+            triaged = json.loads(output.read_text())
+            triaged["cases"][0] |= {"expected_theme": "Model training and fine-tuning", "confirmed": True}
+            output.write_text(json.dumps(triaged))
 
             # The same person changes their mind: the case is updated, not doubled.
             assert stack.slack_request(reaction_event(job["slack_message_ts"], "+1")).status_code == 200
@@ -79,6 +83,8 @@ def test_a_reply_voted_down_becomes_a_regression_case_and_the_last_vote_wins(tmp
     finally:
         server.stop()
     assert case.label == "bad" and again.label == "good" and again.id == case.id == f"regression-{job['id'][:16]}"
+    assert again.expected_theme == "Model training and fine-tuning"  # a person's theme outlives a sync
+    assert not case.confirmed and not again.confirmed  # a triage holds only while the vote it judged stands
     assert str(case.evidence.url) == ARXIV and case.evidence.snippets  # pinned: what the reply was made from
     assert case.reply["tldr"] and case.reply["tldr"][0] in posted["text"]  # the reply as it was posted
     assert "worth a look for Forge" in case.slack_text and "[redacted email]" in case.slack_text

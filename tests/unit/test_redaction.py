@@ -1,5 +1,7 @@
 """What never reaches MLflow: each secret shape and email address is redacted, and ordinary text is left alone."""
 
+import json
+
 import pytest
 
 from technoshare_common.redaction import redact, redact_value, user_pseudonym
@@ -18,6 +20,13 @@ PLANTED = {
     "bearer": "Bearer 0123456789abcdefABCDEF.ghij",
     "email": "jane.doe+slack@example.co.uk",
     "private_key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
+    "stripe_key": "sk_live_0123456789abcdefABCDEF",
+    "aws_secret_key": "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "gitlab_token": "glpat-0123456789abcdefABCD",
+    "npm_token": "npm_0123456789abcdefghijABCDEFGHIJ012345",
+    "sendgrid_key": "SG.0123456789abcdefAB.0123456789abcdefABCDEFGH",
+    "url_credentials": "postgres://admin:hunter2secret@db.internal:5432/jobs",
+    "secret": "password=correct-horse-battery",
 }
 
 
@@ -29,6 +38,15 @@ def test_each_secret_shape_is_replaced_by_its_kind(kind: str) -> None:
     assert f"[redacted {kind}]" in redacted and redacted.startswith("see ") and redacted.endswith(" for the demo")
 
 
+@pytest.mark.parametrize("kind", [k for k in PLANTED if k not in ("private_key", "url_credentials", "secret")])
+def test_a_secret_after_a_newline_is_redacted_in_serialised_json_too(kind: str) -> None:
+    """Prompts, span attributes and artifacts are redacted serialised, where a newline is the characters `\\n`."""
+    serialised = json.dumps({"content": f"for the demo:\n{PLANTED[kind]}\tthanks"})
+    redacted = redact(serialised)
+    assert PLANTED[kind] not in redacted
+    assert "[redacted " in json.loads(redacted)["content"]  # and still valid JSON
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -36,6 +54,9 @@ def test_each_secret_shape_is_replaced_by_its_kind(kind: str) -> None:
         "pip install scikit-learn; the task-based runtime and the risk-free path",
         "https://arxiv.org/abs/2106.09685 and https://github.com/sharkdp/bat",
         "AKIA is a prefix; xoxb- alone is not a token; sk-short",
+        "github.com/sk-telecom/sk-llm-foundation-models and sk-video-tools-for-python",
+        "git clone git@github.com:org/repo.git",
+        "y = x@self.weight.T + b",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:
@@ -49,6 +70,10 @@ def test_nested_values_are_redacted_and_other_types_kept() -> None:
         "n": 3,
         "ok": True,
     }
+
+
+def test_a_slack_mention_keeps_that_someone_was_mentioned_not_who() -> None:
+    assert redact("thanks <@U0123ABCD> and <@W0123ABCD|jane>!") == "thanks <@user> and <@user>!"
 
 
 def test_a_user_pseudonym_is_stable_keyed_and_names_no_one() -> None:

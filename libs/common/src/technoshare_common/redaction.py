@@ -14,28 +14,61 @@ import hmac
 import re
 from typing import Any
 
-# (what, pattern): the replacement names the kind, so a trace still shows that something was there.
+# Where a token may start: not inside a word, or right after a JSON escape (`\n`, `\t`, `\r`), since prompts,
+# span attributes and artifacts are often redacted already serialised, where a newline is the two characters `\n`.
+_START = r"(?:(?<![0-9A-Za-z_\\])|(?<=\\[nrt]))"
+
+# (what, pattern): the replacement names the kind, so a trace still shows that something was there. Quantifiers are
+# bounded, so a long paste of dots and letters costs milliseconds, not seconds.
 SECRET_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("private_key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)")),
-    ("slack_token", re.compile(r"\bxox[abeoprs]-[0-9A-Za-z-]{8,}")),
-    ("slack_app_token", re.compile(r"\bxapp-[0-9A-Za-z-]{8,}")),
-    ("slack_webhook", re.compile(r"hooks\.slack\.com/(?:services|workflows|triggers)/[0-9A-Za-z/_-]+")),
-    ("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-|ant-)?[0-9A-Za-z_-]{16,}")),
-    ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
-    ("github_token", re.compile(r"\b(?:gh[opsur]_[0-9A-Za-z]{30,}|github_pat_[0-9A-Za-z_]{22,})")),
-    ("huggingface_token", re.compile(r"\bhf_[0-9A-Za-z]{30,}")),
-    ("google_api_key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),
-    ("jwt", re.compile(r"\beyJ[0-9A-Za-z_-]{8,}\.eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}")),
-    ("bearer", re.compile(r"(?i)\bbearer\s+[0-9A-Za-z._~+/-]{16,}=*")),
-    ("email", re.compile(r"\b[0-9A-Za-z._%+-]+@[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*\.[A-Za-z]{2,}\b")),
+    (
+        "private_key",
+        re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[\s\S]{0,20000}?-----END [A-Z ]{0,40}PRIVATE KEY-----"),
+    ),
+    ("private_key", re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----(?:[0-9A-Za-z+/=\s]|\\[nrt]){0,20000}")),
+    ("slack_token", re.compile(_START + r"xox[abeoprs]-[0-9A-Za-z-]{8,200}")),
+    ("slack_app_token", re.compile(_START + r"xapp-[0-9A-Za-z-]{8,200}")),
+    ("slack_webhook", re.compile(r"hooks\.slack\.com/(?:services|workflows|triggers)/[0-9A-Za-z/_-]{1,200}")),
+    (
+        "openai_key",
+        re.compile(_START + r"sk-(?:proj-|svcacct-|admin-|ant-)?(?=[0-9A-Za-z_-]{0,200}\d)[0-9A-Za-z_-]{20,200}"),
+    ),
+    ("stripe_key", re.compile(_START + r"[rs]k_(?:live|test)_[0-9A-Za-z]{16,200}")),
+    ("aws_access_key", re.compile(_START + r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Za-z])")),
+    ("aws_secret_key", re.compile(r"(?i)aws_secret_access_key\W{0,5}[0-9A-Za-z/+=]{40}")),
+    ("github_token", re.compile(_START + r"(?:gh[opsur]_[0-9A-Za-z]{30,200}|github_pat_[0-9A-Za-z_]{22,200})")),
+    ("gitlab_token", re.compile(_START + r"glpat-[0-9A-Za-z_-]{20,200}")),
+    ("npm_token", re.compile(_START + r"npm_[0-9A-Za-z]{36}")),
+    ("huggingface_token", re.compile(_START + r"hf_[0-9A-Za-z]{30,200}")),
+    ("google_api_key", re.compile(_START + r"AIza[0-9A-Za-z_-]{35}")),
+    ("sendgrid_key", re.compile(_START + r"SG\.[0-9A-Za-z_-]{16,100}\.[0-9A-Za-z_-]{16,100}")),
+    ("jwt", re.compile(_START + r"eyJ[0-9A-Za-z_-]{8,4000}\.eyJ[0-9A-Za-z_-]{8,4000}\.[0-9A-Za-z_-]{8,4000}")),
+    ("bearer", re.compile(_START + r"(?i:bearer)\s{1,5}[0-9A-Za-z._~+/-]{16,4000}=*")),
+    ("url_credentials", re.compile(r"(?<=://)[^/\s:@\"'<>]{1,200}:[^/\s@\"'<>]{1,200}@")),
+    (
+        "secret",
+        re.compile(
+            _START
+            + r"(?i:password|passwd|secret|api[_-]?key|access[_-]?token)\b\s{0,3}[:=]\s{0,3}['\"]?[^\s'\",;]{8,200}"
+        ),
+    ),
+    (
+        "email",
+        re.compile(
+            r"(?:(?<![0-9A-Za-z._%+\\-])|(?<=\\[nrt]))[0-9A-Za-z._%+-]{1,64}@[0-9A-Za-z-]{1,63}(?:\.[0-9A-Za-z-]{1,63}){0,8}"
+            r"\.[A-Za-z]{2,24}(?![0-9A-Za-z-]|\.[0-9A-Za-z]|:)"
+        ),
+    ),
 )
+# A Slack mention names a user by id: MLflow sees that someone was mentioned, not who.
+_MENTION = re.compile(r"<@[UW][0-9A-Z]{6,20}(?:\|[^>]{0,100})?>")
 
 
 def redact(text: str) -> str:
-    """The text with every secret and email address replaced by `[redacted <kind>]`."""
+    """The text with every secret and email address replaced by `[redacted <kind>]`, and user mentions anonymous."""
     for kind, pattern in SECRET_SHAPES:
         text = pattern.sub(f"[redacted {kind}]", text)
-    return text
+    return _MENTION.sub("<@user>", text)
 
 
 def redact_value(value: Any) -> Any:

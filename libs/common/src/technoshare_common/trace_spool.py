@@ -22,6 +22,7 @@ from technoshare_common.mlflow_internals import (
     span_processor,
     upload_spans_if_kept_as_artifact,
 )
+from technoshare_common.redaction import redact_value
 from technoshare_common.spool import DiskSpool, Record, rejected_by_mlflow
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,14 @@ class SpoolingSpanExporter(SpanExportHooks):
         super().__init__(tracking_uri=tracking_uri)
         self._spool = spool
 
+    # Spans and traces leave redacted whole (technoshare_common.redaction): the span processor covers inputs,
+    # outputs and attributes as each span ends; this covers what it cannot reach, exception events and status.
     def send_spans(self, experiment_id: str, spans: list[Span]) -> None:
-        self._deliver({"kind": "spans", "experiment_id": experiment_id, "spans": [span.to_dict() for span in spans]})
+        serialised = [redact_value(span.to_dict()) for span in spans]
+        self._deliver({"kind": "spans", "experiment_id": experiment_id, "spans": serialised})
 
     def send_trace(self, trace: Trace, prompts: Sequence[Any]) -> None:
-        if self._deliver({"kind": "trace", "trace": trace.to_dict()}) and prompts:
+        if self._deliver({"kind": "trace", "trace": redact_value(trace.to_dict())}) and prompts:
             try:
                 self.link_prompts(trace.info.trace_id, prompts)
             except Exception as exc:

@@ -249,9 +249,6 @@ class ReplyComposer:
                 raise
             log.warning("LLM unavailable; posting the quoted reply", extra={"error": str(exc)[:300]})
             await self._quoted(result, evidence, index, context, themes, mode="degraded")
-        if result.reply is not None:
-            min_support = self.gate_config.content.min_support
-            result.quality = reply_quality(result.reply, result.gates, index, self.projects, min_support)
 
     async def _gate(self, result: ComposeResult, content: str, config: GateConfig, context: GateContext) -> GateReport:
         async with stage(result, "quality_gates") as span:
@@ -312,7 +309,7 @@ class ReplyComposer:
         if report.reply is not None and draft.reply.notes:  # code's notes: parse_reply drops any a model wrote
             report.reply.notes = list(draft.reply.notes)
             report.text = render_text(report.reply)
-        self._record(result, report, passed)
+        self._record(result, report, passed, context)
 
     async def _abstractive(
         self,
@@ -387,7 +384,7 @@ class ReplyComposer:
             result.repaired = True
             report = await self._entailment(result, report, context)
         if report.passed or self.settings.post_on_gate_failure or not fallback:
-            self._record(result, report, Outcome.success)
+            self._record(result, report, Outcome.success, context)
             return
         log.info(
             "gates refused the repaired draft; answering with the extractive reply",
@@ -436,9 +433,12 @@ class ReplyComposer:
             report.results = [failed if g.name == "grounded" else g for g in report.results]
         return report
 
-    @staticmethod
-    def _record(result: ComposeResult, report: GateReport, passed: Outcome) -> None:
+    def _record(self, result: ComposeResult, report: GateReport, passed: Outcome, context: GateContext) -> None:
+        """The gated reply and its outcome, with its measures read off the evidence its final gates used."""
         result.reply = report.reply
         result.text = report.text
         result.gates = report.results
         result.outcome = passed if report.passed else Outcome.gate_failed
+        if report.reply is not None:
+            min_support = self.gate_config.content.min_support
+            result.quality = reply_quality(report.reply, report.results, context.evidence, self.projects, min_support)

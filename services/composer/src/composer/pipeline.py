@@ -22,7 +22,7 @@ from composer.notices import transient, unreadable_body, unreadable_notice
 from composer.projects import Project
 from composer.prompts import PromptStore
 from composer.quality.evidence import EvidenceIndex
-from composer.quality.live import count_posted
+from composer.quality.live import count_live
 from composer.quality.terms import reply_sentences
 from composer.settings import ComposerSettings
 from composer.stage_a import StageError
@@ -118,6 +118,8 @@ class Pipeline:
             tracer.link_trace_to_model(result.app_version_id)
             if self._should_post(result):
                 await self._post(job, result)
+            if result.post is None or result.post.status in (PostStatus.posted, PostStatus.dry_run):
+                count_live(result, job.channel_id)  # once: a repost of a reply is already_posted
             if self._judged_online(job, result):
                 task = asyncio.create_task(self._judge_online(result), name=f"online-judge-{job.job_id}")
                 self._scoring.add(task)
@@ -366,8 +368,6 @@ class Pipeline:
         except ServiceError as exc:
             raise DependencyUnavailable(str(exc)) from exc
         result.post = posted
-        if posted.status in (PostStatus.posted, PostStatus.dry_run) and result.quality is not None:
-            count_posted(result.quality, job.channel_id, result.app_version or "")  # once: a repost is already_posted
         if posted.status == PostStatus.failed:
             if posted.retryable:
                 raise DependencyUnavailable(f"slack: {posted.error}")

@@ -26,7 +26,7 @@ STAGES = ("retrieval", "stage_a", "stage_b", "quality_gates", "slack_post")
 LOGGED_TAG = "technoshare.logged"
 
 TRACE_LINK_PATIENCE_SECONDS = 24 * 3600
-POSTED = (PostStatus.posted, PostStatus.dry_run, PostStatus.already_posted)  # a reply is in Slack: score its trace
+POSTED = (PostStatus.posted, PostStatus.dry_run)  # posted by this attempt: its trace is scored (a repost's is not)
 SCORER_ID = "technoshare-gates"  # the source of the live assessments (composer.quality.live)
 
 
@@ -34,7 +34,7 @@ def job_tags(job: JobRunRequest | None, result: ComposeResult) -> dict[str, str]
     evidence = result.evidence
     tags = {
         "job_id": result.job_id or "",
-        "target_url": result.url,
+        "target_url": redact(result.url),
         "domain": urlparse(result.url).hostname or "",
         "outcome": result.outcome.value,
         "adapter_name": evidence.adapter_name if evidence else "",

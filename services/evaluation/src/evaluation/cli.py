@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset.examples += [case.example() for case in cases]
         contexts = gate_contexts(dataset.examples, projects)  # every example: recorded replies may use any
         replies = load_recorded_replies(args.replies or settings.data_dir / "eval_replies.json", set(contexts))
-        replies += [case.recorded() for case in cases]
+        replies += [case.recorded() for case in cases if case.confirmed]  # triaged: the gates must agree
     except DatasetError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -7,8 +7,9 @@ evaluation dataset `technoshare_regressions` (one record per job: a new vote upd
 to data/regression_cases.json, where a person may also have set a case's `expected_theme`.
 
 The evaluation reads the file: each case is an example of split `regression`, composed again from its pinned
-evidence, and a candidate that fails a case @prod passes is refused (evaluation.runner.Comparison). A thumbs-down
-reply is also a recorded bad reply the gates must refuse; a thumbs-up one a good reply they must pass.
+evidence, and a candidate that fails a case @prod passes is refused (evaluation.runner.Comparison). Once a person
+confirms a case (`confirmed`, kept across syncs while the vote stands), a thumbs-down reply is also a recorded bad
+reply the gates must refuse, and a thumbs-up one a good reply they must pass.
 Nothing personal is kept: no user names or ids, and texts pass through technoshare_common.redaction.
 """
 
@@ -40,6 +41,12 @@ class RegressionCase(BaseModel):
     label: Literal["good", "bad"] = Field(description="bad: voted down, a reply that must be refused; good: voted up.")
     reply: dict[str, Any] = Field(description="The reply as it was posted: tldr, summary, projects.")
     expected_theme: str | None = Field(None, description="Set by a person: the theme a good reply names.")
+    confirmed: bool = Field(
+        False,
+        description="Set by a person after triage: the gates must refuse this voted-down reply (or pass this voted-up "
+        "one), and the run fails until they do. Until then the case is composed and reported, and a candidate may "
+        "still not fail it where @prod passes. Many votes are about what no gate checks (tone, the team's interest).",
+    )
     trace_id: str = ""
     evidence: Evidence
 
@@ -69,9 +76,13 @@ def load_regression_cases(path: Path) -> list[RegressionCase]:
     if not path.exists():
         return []
     try:
-        return RegressionCases.model_validate_json(path.read_text(encoding="utf-8")).cases
+        cases = RegressionCases.model_validate_json(path.read_text(encoding="utf-8")).cases
     except ValidationError as exc:
         raise DatasetError(f"{path} is not a valid file of regression cases:\n{exc}") from exc
+    ids = [case.id for case in cases]
+    if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+        raise DatasetError(f"{path}: duplicate case ids {duplicates}")
+    return cases
 
 
 def _last_vote(trace: Any) -> bool | None:
@@ -114,36 +125,45 @@ def voted_cases(client: Any, max_traces: int = 5000) -> list[RegressionCase]:
         job_id = trace.info.tags.get("job_id", "")
         if vote is None or not run_id or not job_id.isalnum():
             continue
-        texts = run_artifacts(client, run_id)
-        if EVIDENCE not in texts or REPLY not in texts:
-            print(f"skipping the vote on job {job_id}: run {run_id} pinned no evidence or reply", file=sys.stderr)
+        try:  # one run deleted, or pinned before its artifacts existed, is skipped, not the sync
+            case = _case(client, run_id, job_id, trace.info.trace_id, vote)
+        except Exception as exc:
+            print(f"skipping the vote on job {job_id} (run {run_id}): {exc}", file=sys.stderr)
             continue
-        stage_b = json.loads(texts[REPLY])
-        evidence = Evidence.model_validate_json(texts[EVIDENCE])
-        slack_text = texts.get(MESSAGE, "")  # runs logged before the message was kept have none
-        if not stage_b.get("reply"):
-            continue
-        cases.append(
-            RegressionCase(
-                id=f"regression-{job_id[:16]}",
-                url=str(evidence.url),
-                slack_text=redact(slack_text),
-                label="good" if vote else "bad",
-                reply=stage_b["reply"],
-                trace_id=trace.info.trace_id,
-                evidence=evidence,
-            )
-        )
+        if case is not None:
+            cases.append(case)
     return cases
+
+
+def _case(client: Any, run_id: str, job_id: str, trace_id: str, vote: bool) -> RegressionCase | None:
+    texts = run_artifacts(client, run_id)
+    if EVIDENCE not in texts or REPLY not in texts:
+        raise ValueError("the run pinned no evidence or reply")
+    stage_b = json.loads(texts[REPLY])
+    if not stage_b.get("reply"):
+        return None
+    evidence = Evidence.model_validate_json(texts[EVIDENCE])
+    return RegressionCase(
+        id=f"regression-{job_id[:16]}",
+        url=str(evidence.url),
+        slack_text=redact(texts.get(MESSAGE, "")),  # runs logged before the message was kept have none
+        label="good" if vote else "bad",
+        reply=stage_b["reply"],
+        trace_id=trace_id,
+        evidence=evidence,
+    )
 
 
 def merge_into_dataset(cases: list[RegressionCase]) -> Any:
     """The cases in the MLflow evaluation dataset, one record per job (inputs: the job's), created on first use."""
+    from mlflow.exceptions import MlflowException
     from mlflow.genai import datasets
 
     try:
         dataset = datasets.get_dataset(name=DATASET_NAME)
-    except Exception:
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
         dataset = datasets.create_dataset(name=DATASET_NAME)
     if cases:
         dataset.merge_records(
@@ -164,25 +184,30 @@ def merge_into_dataset(cases: list[RegressionCase]) -> Any:
 
 
 def dataset_cases(dataset: Any, earlier: list[RegressionCase]) -> list[RegressionCase]:
-    """The dataset's records as cases, keeping a theme a person set in the file earlier."""
+    """The dataset's records as cases, one per job (a record whose inputs changed, say by a new redaction, is
+    merged as another: the latest wins), keeping what a person set in the file earlier: a theme, and a triage
+    while the vote stands."""
     themes = {case.id: case.expected_theme for case in earlier if case.expected_theme}
-    cases = []
-    for record in dataset.to_df().to_dict("records"):
+    triaged = {(case.id, case.label): case.confirmed for case in earlier}
+    frame = dataset.to_df()
+    order = next((column for column in ("last_update_time", "create_time") if column in frame.columns), None)
+    records = (frame.sort_values(order) if order else frame).to_dict("records")
+    cases: dict[str, RegressionCase] = {}
+    for record in records:
         inputs, expectations = record["inputs"], record.get("expectations") or {}
-        case_id = inputs["case_id"]
-        cases.append(
-            RegressionCase(
-                id=case_id,
-                url=inputs["url"],
-                slack_text=inputs.get("slack_text", ""),
-                label=expectations["label"],
-                reply=expectations["reply"],
-                expected_theme=expectations.get("expected_theme") or themes.get(case_id),
-                trace_id=expectations.get("trace_id", ""),
-                evidence=Evidence.model_validate(inputs["evidence"]),
-            )
+        case_id, label = inputs["case_id"], expectations["label"]
+        cases[case_id] = RegressionCase(
+            id=case_id,
+            url=inputs["url"],
+            slack_text=inputs.get("slack_text", ""),
+            label=label,
+            reply=expectations["reply"],
+            expected_theme=expectations.get("expected_theme") or themes.get(case_id),
+            confirmed=triaged.get((case_id, label), False),
+            trace_id=expectations.get("trace_id", ""),
+            evidence=Evidence.model_validate(inputs["evidence"]),
         )
-    return sorted(cases, key=lambda case: case.id)
+    return sorted(cases.values(), key=lambda case: case.id)
 
 
 def sync(tracking_uri: str, output: Path) -> list[RegressionCase]:

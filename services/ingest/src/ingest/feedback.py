@@ -41,8 +41,10 @@ def reaction_from(event: dict[str, Any], user_key: str = "") -> Reaction | None:
 class FeedbackRecorder:
     """Sends feedback to MLflow from a worker thread: Slack's 3-second ack never waits for MLflow."""
 
-    def __init__(self, tracking_uri: str | None) -> None:
+    def __init__(self, tracking_uri: str | None, reactions: dict[str, bool] | None = None) -> None:
         self.tracking_uri = tracking_uri
+        for reaction, verdict in (reactions or {}).items():  # each series from 0: the first vote shows in rate()
+            FEEDBACK.labels(reaction, "positive" if verdict else "negative")
         self._sender: BackgroundSender[tuple[str, str, bool, Reaction]] = BackgroundSender(
             "mlflow-feedback", self._send
         )

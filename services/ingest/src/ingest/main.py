@@ -80,7 +80,7 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         app.state.store = store
         app.state.dispatcher = dispatcher
         app.state.ack_store = AckStore(settings, store)
-        app.state.feedback = FeedbackRecorder(settings.mlflow_tracking_uri)
+        app.state.feedback = FeedbackRecorder(settings.mlflow_tracking_uri, settings.feedback_reactions)
         # The queue figures are the whole store's: reported where jobs are dispatched, so they are not summed twice.
         if dispatcher is not None:
             REGISTRY.register(collector)

@@ -10,16 +10,17 @@ from composer.projects import Project
 from composer.quality.evidence import EvidenceIndex
 from composer.quality.terms import reply_sentences
 from composer.quality.themes import theme_strengths
-from technoshare_common.schemas import ComposedReply, GateResult, ReplyQuality
+from technoshare_common.schemas import ComposedReply, ComposeResult, GateResult, ReplyQuality
 
 LIVE_REPLIES = Counter(
     "technoshare_live_replies_total",
-    "Replies posted on live traffic, by channel, app version and whether they passed every gate.",
+    "Live jobs' replies, by channel, app version and whether their draft passed every gate (a reply the fallback "
+    "answered, or that ended gate_failed, did not).",
     ["channel", "app_version", "passed"],
 )
 LIVE_GATES = Counter(
     "technoshare_live_gate_results_total",
-    "Each gate's verdict on the replies posted on live traffic.",
+    "Each gate's verdict on live jobs' replies (the refused draft's, where the fallback answered).",
     ["gate", "app_version", "passed"],
 )
 LIVE_GROUNDING = Histogram(
@@ -50,10 +51,22 @@ def reply_quality(
     )
 
 
-def count_posted(quality: ReplyQuality, channel: str, app_version: str) -> None:
-    """A posted reply's verdicts in Prometheus: the quality SLO's and the dashboard's live series."""
-    version = app_version or "unknown"
-    LIVE_REPLIES.labels(channel, version, str(quality.passed).lower()).inc()
-    for gate, passed in quality.gates.items():
-        LIVE_GATES.labels(gate, version, str(passed).lower()).inc()
-    LIVE_GROUNDING.labels(channel, version).observe(quality.grounding_mean)
+def count_live(result: ComposeResult, channel: str) -> None:
+    """A live job's reply in Prometheus, once: the quality SLO's and the dashboard's series. A reply passes when its
+    first draft passed every gate: one the extractive fallback answered, or that ended gate_failed, counts as failing
+    (with the gates that refused it), though what was posted passed."""
+    quality = result.quality
+    if quality is None:
+        return
+    version = result.app_version or "unknown"
+    gates = quality.gates | {gate.name: False for gate in result.refused_gates}
+    passed = all(gates.values())
+    for value in ("true", "false"):  # both series exist from the first reply, so the first failure shows in rate()
+        LIVE_REPLIES.labels(channel, version, value)
+        for gate in gates:
+            LIVE_GATES.labels(gate, version, value)
+    LIVE_REPLIES.labels(channel, version, str(passed).lower()).inc()
+    for gate, gate_passed in gates.items():
+        LIVE_GATES.labels(gate, version, str(gate_passed).lower()).inc()
+    if result.post is not None:  # a posted reply's grounding
+        LIVE_GROUNDING.labels(channel, version).observe(quality.grounding_mean)
