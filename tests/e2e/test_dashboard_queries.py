@@ -11,9 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from evaluation.runner import EvalSummary, ExampleResult, push_to_prometheus
 from evaluation.scorers import HARD_SCORERS
+from scripts.compare_versions import compare
 from tests.e2e.test_job_in_mlflow import reaction_event
 from tests.support.servers import ROOT, free_port, wait_until
 from tests.support.stack import Stack
@@ -89,8 +91,48 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(tmp_path: Pat
                 if not empty or time.monotonic() > deadline:
                     break
                 time.sleep(2)
+            # scripts/compare_versions.py on the same Prometheus and MLflow: the jobs' version beside the eval's.
+            [series] = _query(prometheus, "sum by (app_version) (technoshare_live_replies_total)")
+            live = series["metric"]["app_version"]
+            client = MlflowClient(mlflow_server)
+            figures = wait_until(
+                lambda: _compared(client, prometheus, live), timeout=90, interval=1, what="the jobs' runs and votes"
+            )
+            printed = subprocess.run(
+                [
+                    str(ROOT / ".venv" / "bin" / "python"),
+                    str(ROOT / "scripts" / "compare_versions.py"),
+                    live,
+                    "technoshare-test",
+                    "--mlflow",
+                    mlflow_server,
+                    "--prometheus",
+                    prometheus,
+                    "--window",
+                    "10m",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
     assert len(queries) >= 12
     assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+    mine, evaluated = figures[live], figures["technoshare-test"]
+    assert 0 < mine["live_gate_pass_rate"] < 1  # a good reply, and a draft refused and answered by the fallback
+    assert 0.5 < mine["live_grounding_mean"] <= 1 and mine["feedback_positive_ratio"] == 1.0
+    assert mine["cost_per_job_usd"] > 0 and mine["p95_latency_seconds"] > 0 and mine["jobs"] == 4
+    assert evaluated["eval_pass_rate"] == 1.0 and evaluated["live_gate_pass_rate"] is None  # the pushed eval only
+    assert printed.returncode == 0, printed.stderr
+    assert (
+        f"| figure | {live} | technoshare-test |" in printed.stdout
+        and "| feedback 👍 ratio | 100.0% | n/a |" in printed.stdout
+    )
+
+
+def _compared(client: MlflowClient, prometheus: str, live: str) -> dict[str, dict[str, object]] | None:
+    figures = compare(client, prometheus, [live, "technoshare-test"], "10m")
+    mine = figures[live]
+    return figures if mine["jobs"] == 4 and mine["feedback_positive_ratio"] is not None else None
 
 
 def _ready(url: str) -> bool:
