@@ -1,7 +1,9 @@
-"""What the reply's quality costs and how often the fallback answers, on the 60 examples of data/eval_dataset.json.
+"""What the reply's quality costs and how often the fallback answers, on the examples of data/eval_dataset.json.
 
 - relevance: CPU ms per job of the theme strengths, by shared words only and with meaning (the embedding model),
   on a fresh evidence index per job; the embedding model's load time and the process's peak memory after it;
+- live scoring: CPU ms per job of the reply's measures (composer.quality.live) and its Prometheus series, the part
+  on the job's path (the MLflow assessments are sent by the spool's thread afterwards);
 - gates: CPU ms per job of every gate on the extractive reply, and of a long page (two of the dataset's pages, 35,000+
   characters) indexed, its extractive reply composed and gated;
 - fallback share on the scripted upstream: every example composed abstractively against tests/support's scripted
@@ -35,10 +37,11 @@ from composer.prompts import PromptStore  # noqa: E402
 from composer.quality import semantic  # noqa: E402
 from composer.quality.content import GateContext  # noqa: E402
 from composer.quality.evidence import EvidenceIndex  # noqa: E402
-from composer.quality.gates import GateConfig, run_gates  # noqa: E402
+from composer.quality.gates import GateConfig, GateReport, run_gates  # noqa: E402
+from composer.quality.live import count_live, reply_quality  # noqa: E402
 from composer.quality.themes import earned_themes, theme_strengths  # noqa: E402
 from composer.settings import ComposerSettings  # noqa: E402
-from technoshare_common.schemas import ComposeResult, Evidence, Outcome  # noqa: E402
+from technoshare_common.schemas import ComposedReply, ComposeResult, Evidence, Outcome  # noqa: E402
 from tests.support.scripted_llm import ScriptedLLM  # noqa: E402
 
 DATASET = ROOT / "data" / "eval_dataset.json"
@@ -69,9 +72,16 @@ def main() -> None:
     load_seconds = time.perf_counter() - start
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    lexical, meaning, gates = [], [], []
+    lexical, meaning, gates, live = [], [], [], []
     config = GateConfig.from_settings(settings, [p.theme for p in projects])
     composer = ExtractiveComposer(settings, None, config.content.max_similarity, projects)
+
+    def live_scoring(reply: ComposedReply, report: GateReport, index: EvidenceIndex) -> None:
+        """What live scoring adds to a job before its post: the reply's measures and its Prometheus series."""
+        result = ComposeResult(url="https://example.com", outcome=Outcome.success, app_version="bench")
+        result.quality = reply_quality(reply, report.results, index, projects, config.content.min_support)
+        count_live(result, "CBENCH")
+
     for ev in evidence.values():
         lexical.append(cpu_ms(theme_strengths, EvidenceIndex.from_evidence(ev), projects, False))
         meaning.append(cpu_ms(theme_strengths, EvidenceIndex.from_evidence(ev), projects, True))
@@ -80,6 +90,8 @@ def main() -> None:
         draft = asyncio.run(composer.compose(None, ev, index, themes))
         content = draft.reply.model_dump_json()
         gates.append(cpu_ms(run_gates, content, gates_for_source(config, index), GateContext(index, projects)))
+        report = run_gates(content, gates_for_source(config, index), GateContext(index, projects))
+        live.append(cpu_ms(live_scoring, draft.reply, report, index))
 
     def index_compose_and_gate(ev: Evidence) -> None:
         index = EvidenceIndex.from_evidence(ev)
@@ -96,6 +108,7 @@ def main() -> None:
     print(f"  theme strengths, words and meaning: {summary(meaning)}")
     print(f"  embedding model: loaded in {load_seconds:.2f} s; peak RSS {rss_before:.0f} -> {rss_after:.0f} MiB")
     print(f"  every gate on the extractive reply: {summary(gates)}")
+    print(f"  live scoring (the reply's measures and its Prometheus series): {summary(live)}")
     print(f"  a {len(pages)}-character page indexed, its extractive reply and every gate: {summary(long_page)}")
 
     scripted = ScriptedLLM()

@@ -2,14 +2,17 @@
 repository's format, with the evidence it was made from and nothing personal."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
+from composer.prompts import PromptRegistry
 from evaluation.regressions import DATASET_NAME, load_regression_cases
 from tests.e2e.test_job_in_mlflow import ARXIV, reaction_event
+from tests.integration.test_evaluation import STAGE_B, register
 from tests.support.mlflow_server import MlflowServer
 from tests.support.servers import ROOT, wait_until
 from tests.support.stack import Stack
@@ -32,6 +35,22 @@ def sync(tracking_uri: str, output: Path) -> str:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def evaluate(
+    stack: Stack, tracking_uri: str, cases: Path, tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """technoshare-eval through the stack's llm-gateway (with the stack's token), with the regression cases."""
+    env = os.environ | {
+        "TECHNOSHARE_INTERNAL_TOKEN": stack.token,
+        "LLM_GATEWAY_URL": stack.services["llm_gateway"].url,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "STAGE_A_MODEL": "scripted",
+        "STAGE_B_MODEL": "scripted",
+    }
+    command = [str(ROOT / ".venv" / "bin" / "technoshare-eval"), "--regressions", str(cases)]
+    command += ["--output", str(tmp_path / "eval_results.json"), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_a_reply_voted_down_becomes_a_regression_case_and_the_last_vote_wins(tmp_path: Path) -> None:
@@ -80,6 +99,17 @@ def test_a_reply_voted_down_becomes_a_regression_case_and_the_last_vote_wins(tmp
             assert "1 regression cases (0 voted down)" in sync(server.url, output)
             [again] = load_regression_cases(output)
             dataset_records = _dataset_records(server.url)
+
+            # A candidate that fails the case where @prod passes is refused, whatever the tolerance allows.
+            registry = PromptRegistry(server.url)
+            prod = register(registry, "prod")
+            register(registry, "candidate", "break-the-gates")
+            promote = [*("--alias", "candidate", "--promote", "--tolerance", "1", "--limit", "1")]
+            refused = evaluate(stack, server.url, output, tmp_path, *promote)
+            assert refused.returncode == 1, refused.stdout + refused.stderr
+            assert f"newly failing: ['arxiv-2106-09685', '{case.id}']" in refused.stdout
+            assert "regressed against @prod" in refused.stdout and "not promoting @candidate" in refused.stdout
+            assert registry.alias_version(STAGE_B, "prod") == prod[STAGE_B]
     finally:
         server.stop()
     assert case.label == "bad" and again.label == "good" and again.id == case.id == f"regression-{job['id'][:16]}"

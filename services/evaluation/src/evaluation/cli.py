@@ -131,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.limit:
-        dataset.examples = dataset.examples[: args.limit]
+    if args.limit:  # the first examples, and every regression case
+        regression = [example for example in dataset.examples if example.split == "regression"]
+        dataset.examples = [e for e in dataset.examples if e.split != "regression"][: args.limit] + regression
     gates = GateConfig.from_settings(settings, themes)
     judge = None
     if args.judge_model:
