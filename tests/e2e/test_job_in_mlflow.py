@@ -113,6 +113,8 @@ def test_a_job_leaves_one_run_with_its_stages_in_mlflow(tmp_path: Path, mlflow_s
     [positive] = feedback
     assert positive.value is True and positive.source.source_type == "HUMAN"
     assert 'technoshare_feedback_total{reaction="+1",verdict="positive"} 1.0' in metrics
+    assert f'technoshare_live_feedback_total{{{live},verdict="positive"}} 1.0' in metrics  # by version and channel
+    assert f'technoshare_live_feedback_total{{{live},verdict="negative"}} 0.0' in metrics
     stages = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert {child.data.tags["stage"] for child in stages} == {
         "retrieval",

@@ -15,6 +15,11 @@ log = logging.getLogger(__name__)
 FEEDBACK = Counter(
     "technoshare_feedback_total", "Reactions on the bot's replies, by reaction and verdict.", ["reaction", "verdict"]
 )
+LIVE_FEEDBACK = Counter(
+    "technoshare_live_feedback_total",
+    "Votes on the bot's replies by channel and by the app version that made the reply (technoshare_live_* series).",
+    ["channel", "app_version", "verdict"],
+)
 FEEDBACK_NAME = "user_reaction"
 
 
@@ -49,8 +54,14 @@ class FeedbackRecorder:
             "mlflow-feedback", self._send
         )
 
-    def record(self, job_id: str, trace_id: str | None, verdict: bool, reaction: Reaction) -> None:
+    def record(
+        self, job_id: str, trace_id: str | None, verdict: bool, reaction: Reaction, app_version: str | None = None
+    ) -> None:
         FEEDBACK.labels(reaction.reaction, "positive" if verdict else "negative").inc()
+        version = app_version or "unknown"
+        for value in ("positive", "negative"):  # both from the first vote, so a first thumbs-down shows in rate()
+            LIVE_FEEDBACK.labels(reaction.channel_id, version, value)
+        LIVE_FEEDBACK.labels(reaction.channel_id, version, "positive" if verdict else "negative").inc()
         log.info("feedback on a reply", extra={"job_id": job_id, "reaction": reaction.reaction, "positive": verdict})
         if self.tracking_uri and trace_id:
             self._sender.submit((self.tracking_uri, trace_id, verdict, reaction))

@@ -84,11 +84,22 @@ class Job(Base):
     link_problem: Mapped[str | None] = mapped_column(String(200))
     # The sender's pseudonym (SharedLink.user): the trace's mlflow.trace.user.
     user_pseudonym: Mapped[str | None] = mapped_column(String(64))
+    # The app version that made the reply: a vote on it counts for that version (technoshare_live_feedback_total).
+    app_version: Mapped[str | None] = mapped_column(String(64))
 
 
 def _claims() -> ColumnElement[int]:
     """A job's claims so far; a row claimed before claims were counted has only its attempts."""
     return func.coalesce(Job.claims, Job.attempts)
+
+
+@dataclass(frozen=True)
+class RepliedJob:
+    """A job found by its reply's message: where a vote on that reply goes."""
+
+    id: str
+    trace_id: str | None
+    app_version: str | None
 
 
 @dataclass(frozen=True)
@@ -191,15 +202,15 @@ class JobStore:
         Base.metadata.create_all(self.engine)
         add_missing_columns(self.engine, Job.__table__)  # type: ignore[arg-type]  # a declarative class's table
 
-    def find_by_reply(self, channel_id: str, slack_message_ts: str) -> tuple[str, str | None] | None:
-        """(job id, trace id) of the job whose reply is this Slack message: a reaction's target."""
+    def find_by_reply(self, channel_id: str, slack_message_ts: str) -> RepliedJob | None:
+        """The job whose reply is this Slack message: a reaction's target."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(Job.id, Job.trace_id).where(
+                select(Job.id, Job.trace_id, Job.app_version).where(
                     Job.channel_id == channel_id, Job.slack_message_ts == slack_message_ts
                 )
             ).first()
-        return (row.id, row.trace_id) if row else None
+        return RepliedJob(row.id, row.trace_id, row.app_version) if row else None
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -382,6 +393,7 @@ class JobStore:
                 "gate_failures_json": json.dumps([f"{g.name}: {g.detail}" for g in result.gate_failures]),
                 "slack_message_ts": result.post.message_ts if result.post else None,
                 "trace_id": result.trace_id,
+                "app_version": result.app_version,
             },
         )
 

@@ -135,7 +135,6 @@ async def _feedback(
     if verdict is None or job is None:
         SLACK_EVENTS.labels("ignored").inc()
         return Response(status_code=status.HTTP_200_OK)
-    job_id, trace_id = job
-    feedback.record(job_id, trace_id, verdict, reaction)
+    feedback.record(job.id, job.trace_id, verdict, reaction, job.app_version)
     SLACK_EVENTS.labels("feedback").inc()
     return Response(status_code=status.HTTP_200_OK)
