@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     if not links:
         print("no live job with pinned evidence in MLflow yet: nothing to run the canary on", file=sys.stderr)
         return 2
+    compose_arm(settings, args.baseline, links[:1], 1)  # untimed: the process's warm-up (models, caches) is no arm's
     candidate = compose_arm(settings, args.alias, links, args.concurrency)
     baseline = compose_arm(settings, args.baseline, links, args.concurrency)
     limits = Limits(args.tolerance, args.max_cost_ratio, args.max_latency_ratio, args.min_latency_delta)
