@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 JOBS_EXPERIMENT = "technoshare_commentator"
 EVAL_EXPERIMENT = "technoshare_eval"
@@ -162,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         figures = compare(MlflowClient(args.mlflow), args.prometheus, args.versions, args.window)
     except (httpx.HTTPError, OSError) as exc:
         print(f"cannot read Prometheus at {args.prometheus}: {exc}", file=sys.stderr)
+        return 2
+    except MlflowException as exc:
+        print(f"cannot read MLflow at {args.mlflow}: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(figures, indent=2) if args.json else table(figures))
     return 0

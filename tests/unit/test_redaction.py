@@ -72,6 +72,29 @@ def test_nested_values_are_redacted_and_other_types_kept() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        'psycopg2.connect("host=db password=hunter2hunter2")',
+        'password=abcd1234\nx"y',
+        "mail me: jane@example.com\\n and -----BEGIN PRIVATE KEY-----\nabc",
+        "redis://:p4ssw0rdlong@redis:6379 and postgres://u:p4ss@db/x",
+    ],
+)
+def test_redacting_serialised_json_keeps_it_json(text: str) -> None:
+    serialised = json.dumps({"text": text, "list": [text]})
+    assert json.loads(redact(serialised))["text"] == redact(text)
+
+
+def test_prose_about_passwords_is_not_a_secret_and_a_colon_after_an_address_is_punctuation() -> None:
+    assert (
+        redact("The password: required, and the api_key: optional")
+        == "The password: required, and the api_key: optional"
+    )
+    assert redact("cc bob@example.com: can you look") == "cc [redacted email]: can you look"
+    assert "p4ssw0rdlong" not in redact("redis://:p4ssw0rdlong@redis:6379")
+
+
 def test_a_slack_mention_keeps_that_someone_was_mentioned_not_who() -> None:
     assert redact("thanks <@U0123ABCD> and <@W0123ABCD|jane>!") == "thanks <@user> and <@user>!"
 

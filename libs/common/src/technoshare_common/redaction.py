@@ -23,7 +23,10 @@ _START = r"(?:(?<![0-9A-Za-z_\\])|(?<=\\[nrt]))"
 SECRET_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "private_key",
-        re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[\s\S]{0,20000}?-----END [A-Z ]{0,40}PRIVATE KEY-----"),
+        re.compile(
+            r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----(?:(?!-----BEGIN)[\s\S]){0,20000}?"
+            r"-----END [A-Z ]{0,40}PRIVATE KEY-----"
+        ),
     ),
     ("private_key", re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----(?:[0-9A-Za-z+/=\s]|\\[nrt]){0,20000}")),
     ("slack_token", re.compile(_START + r"xox[abeoprs]-[0-9A-Za-z-]{8,200}")),
@@ -44,19 +47,22 @@ SECRET_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("sendgrid_key", re.compile(_START + r"SG\.[0-9A-Za-z_-]{16,100}\.[0-9A-Za-z_-]{16,100}")),
     ("jwt", re.compile(_START + r"eyJ[0-9A-Za-z_-]{8,4000}\.eyJ[0-9A-Za-z_-]{8,4000}\.[0-9A-Za-z_-]{8,4000}")),
     ("bearer", re.compile(_START + r"(?i:bearer)\s{1,5}[0-9A-Za-z._~+/-]{16,4000}=*")),
-    ("url_credentials", re.compile(r"(?<=://)[^/\s:@\"'<>]{1,200}:[^/\s@\"'<>]{1,200}@")),
+    ("url_credentials", re.compile(r"(?<=://)[^/\s:@\"'<>\\]{0,200}:[^/\s@\"'<>\\]{1,200}@")),
     (
         "secret",
         re.compile(
             _START
-            + r"(?i:password|passwd|secret|api[_-]?key|access[_-]?token)\b\s{0,3}[:=]\s{0,3}['\"]?[^\s'\",;]{8,200}"
+            + r"(?i:password|passwd|secret|api[_-]?key|access[_-]?token)\b\s{0,3}[:=]\s{0,3}['\"]?"
+            # a value, not a word of prose ("the password: required"): a digit or a symbol in it, and no backslash,
+            # so a JSON escape after it survives
+            + r"(?=[^\s'\",;\\]{0,200}[0-9_+/=!@#$%^&*-])[^\s'\",;\\]{8,200}"
         ),
     ),
     (
         "email",
         re.compile(
             r"(?:(?<![0-9A-Za-z._%+\\-])|(?<=\\[nrt]))[0-9A-Za-z._%+-]{1,64}@[0-9A-Za-z-]{1,63}(?:\.[0-9A-Za-z-]{1,63}){0,8}"
-            r"\.[A-Za-z]{2,24}(?![0-9A-Za-z-]|\.[0-9A-Za-z]|:)"
+            r"\.[A-Za-z]{2,24}(?![0-9A-Za-z-]|\.[0-9A-Za-z]|:\S)"
         ),
     ),
 )

@@ -104,7 +104,9 @@ class Pipeline:
         with tracer.span("composer.run_job", span_type="CHAIN", attributes=attributes) as span:
             tracer.tag_trace(job_id=job.job_id)
             saved = self._trusted(self._same_version(job.checkpoints or JobCheckpoints()))
-            if saved.composed is not None and (saved.evidence is not None or saved.composed.notice is not None):
+            resumed = saved.composed is not None and (saved.evidence is not None or saved.composed.notice is not None)
+            if resumed:
+                assert saved.composed is not None
                 log.info("resuming a composed job: posting only")
                 result = saved.composed.model_copy(update={"evidence": saved.evidence})
             else:
@@ -118,8 +120,9 @@ class Pipeline:
             tracer.link_trace_to_model(result.app_version_id)
             if self._should_post(result):
                 await self._post(job, result)
-            if result.post is None or result.post.status in (PostStatus.posted, PostStatus.dry_run):
-                count_live(result, job.channel_id)  # once: a repost of a reply is already_posted
+            posted_now = result.post is not None and result.post.status in (PostStatus.posted, PostStatus.dry_run)
+            if posted_now or (result.post is None and not resumed):  # once: a repost is already_posted, a resume
+                count_live(result, job.channel_id)  # of an unposted reply was counted when it was composed
             if self._judged_online(job, result):
                 task = asyncio.create_task(self._judge_online(result), name=f"online-judge-{job.job_id}")
                 self._scoring.add(task)

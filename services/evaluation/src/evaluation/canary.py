@@ -41,6 +41,12 @@ class Arm:
     results: list[ComposeResult]
     app_version: str
     app_version_id: str | None  # its MLflow LoggedModel, which the canary's run links to
+    prompt_versions: dict[str, str]  # what was composed with: what --promote moves the baseline to
+
+    @property
+    def errors(self) -> int:
+        """Links that got no reply at all (the gateway or the model failed): never a pass."""
+        return sum(result.outcome == Outcome.error for result in self.results)
 
     def metrics(self) -> dict[str, float]:
         passed = [r.outcome == Outcome.success and r.quality is not None and r.quality.passed for r in self.results]
@@ -93,10 +99,11 @@ def compose_arm(settings: Any, alias: str, links: list[LiveLink], concurrency: i
         for number, link in enumerate(links)
     ]
     pipeline, prompts, llm = build_pipeline(settings, alias)
-    config = app_config(settings, {name: prompts.get(name).version for name in prompt_names(settings)})
+    versions = {name: prompts.get(name).version for name in prompt_names(settings)}
+    config = app_config(settings, versions)
     model_id = AppVersions(settings.mlflow_tracking_uri, settings.mlflow_experiment_name).register(config)
     results = asyncio.run(_compose_then_close(pipeline, llm, examples, concurrency))
-    return Arm(alias, results, version_name(config), model_id)
+    return Arm(alias, results, version_name(config), model_id, versions)
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,8 @@ def verdict(candidate: Arm, baseline: Arm, limits: Limits) -> list[str]:
     """Why the candidate fails the canary; empty when it passes."""
     new, old = candidate.metrics(), baseline.metrics()
     reasons = []
+    if candidate.errors > baseline.errors:
+        reasons.append(f"{candidate.errors} of {len(candidate.results)} links got no reply (@prod: {baseline.errors})")
     for name in ("gate_pass_rate", "grounding_mean"):
         if new[name] < old[name] - limits.tolerance:
             reasons.append(f"{name} {new[name]:.3f} vs {old[name]:.3f}")
@@ -201,18 +210,25 @@ def main(argv: list[str] | None = None) -> int:
     use_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     registry = PromptRegistry(tracking_uri)
-    for alias in (args.alias, args.baseline):
-        missing = [name for name in prompt_names(settings) if registry.alias_version(name, alias) is None]
-        if missing:
-            print(f"prompts {missing} have no alias @{alias} (technoshare-prompt-alias set …)", file=sys.stderr)
-            return 2
-    links = live_links(client, args.links)
+    try:
+        for alias in (args.alias, args.baseline):
+            missing = [name for name in prompt_names(settings) if registry.alias_version(name, alias) is None]
+            if missing:
+                print(f"prompts {missing} have no alias @{alias} (technoshare-prompt-alias set …)", file=sys.stderr)
+                return 2
+        links = live_links(client, args.links)
+    except Exception as exc:  # MLflow unreachable or refusing: the canary cannot run, which is not a fail
+        print(f"MLflow at {tracking_uri} cannot be read: {exc}", file=sys.stderr)
+        return 2
     if not links:
         print("no live job with pinned evidence in MLflow yet: nothing to run the canary on", file=sys.stderr)
         return 2
     compose_arm(settings, args.baseline, links[:1], 1)  # untimed: the process's warm-up (models, caches) is no arm's
     candidate = compose_arm(settings, args.alias, links, args.concurrency)
     baseline = compose_arm(settings, args.baseline, links, args.concurrency)
+    if baseline.errors == len(baseline.results):
+        print(f"@{args.baseline} got no reply on any link: is llm-gateway up? Nothing to compare", file=sys.stderr)
+        return 2
     limits = Limits(args.tolerance, args.max_cost_ratio, args.max_latency_ratio, args.min_latency_delta)
     reasons = verdict(candidate, baseline, limits)
     run_id = log_canary(client, candidate, baseline, links, reasons)
@@ -224,9 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"MLflow run {run_id} (experiment {CANARY_EXPERIMENT})")
     if args.promote and not reasons:
-        for name in prompt_names(settings):
-            version = registry.alias_version(name, args.alias)
-            assert version is not None
+        for name, version in candidate.prompt_versions.items():  # what was tested, even if @alias moved since
             registry.set_alias(name, args.baseline, int(version))
             print(f"promoted {name}: @{args.baseline} -> version {version}")
     return 0 if not reasons else 1

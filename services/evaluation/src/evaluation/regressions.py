@@ -190,7 +190,7 @@ def dataset_cases(dataset: Any, earlier: list[RegressionCase]) -> list[Regressio
     themes = {case.id: case.expected_theme for case in earlier if case.expected_theme}
     triaged = {(case.id, case.label): case.confirmed for case in earlier}
     frame = dataset.to_df()
-    order = next((column for column in ("last_update_time", "create_time") if column in frame.columns), None)
+    order = next((column for column in ("last_update_time", "created_time") if column in frame.columns), None)
     records = (frame.sort_values(order) if order else frame).to_dict("records")
     cases: dict[str, RegressionCase] = {}
     for record in records:
@@ -210,6 +210,21 @@ def dataset_cases(dataset: Any, earlier: list[RegressionCase]) -> list[Regressio
     return sorted(cases.values(), key=lambda case: case.id)
 
 
+def _earlier_cases(path: Path) -> list[RegressionCase]:
+    """What the last sync wrote, leniently: a file that `load_regression_cases` refuses (say, duplicate ids) must not
+    stop the sync that rewrites it."""
+    try:
+        return load_regression_cases(path)
+    except DatasetError:
+        if not path.exists():
+            return []
+        try:
+            cases = {case["id"]: case for case in json.loads(path.read_text(encoding="utf-8")).get("cases", [])}
+            return [RegressionCase.model_validate(case) for case in cases.values()]
+        except (ValueError, ValidationError):
+            return []
+
+
 def sync(tracking_uri: str, output: Path) -> list[RegressionCase]:
     from mlflow import MlflowClient
 
@@ -217,7 +232,7 @@ def sync(tracking_uri: str, output: Path) -> list[RegressionCase]:
 
     lean_mlflow_client()
     use_tracking_uri(tracking_uri)
-    earlier = load_regression_cases(output)
+    earlier = _earlier_cases(output)
     dataset = merge_into_dataset(voted_cases(MlflowClient(tracking_uri)))
     cases = dataset_cases(dataset, earlier)
     document = RegressionCases(
