@@ -244,9 +244,10 @@ def test_the_cronjob_mode_composes_through_composer_and_pushes_the_pass_rate(
         composer.stop()
         gateway.terminate()
         gateway.wait(timeout=10)
-    assert 'technoshare_eval_pass_rate{alias="prod",instance="",job="technoshare_eval"} 1' in metrics
-    assert f'technoshare_eval_examples{{alias="prod",instance="",job="technoshare_eval"}} {EXAMPLES}' in metrics
     document = json.loads((tmp_path / "eval_results.json").read_text())
+    labels = f'alias="prod",app_version="{document["app_version"]}",instance="",job="technoshare_eval"'
+    assert f"technoshare_eval_pass_rate{{{labels}}} 1" in metrics
+    assert f"technoshare_eval_examples{{{labels}}} {EXAMPLES}" in metrics
     assert document["overall_pass_rate"] == 1.0 and document["prompt_versions"]
 
 

@@ -12,6 +12,7 @@ import mlflow
 import openai
 import pytest
 from mlflow import MlflowClient
+from mlflow.tracing import provider as mlflow_provider
 from mlflow.tracing.distributed import get_tracing_context_headers_for_http_request
 
 from llm_gateway.client import achat_with_tracking
@@ -22,6 +23,10 @@ from tests.support.openai_upstream import OpenAIUpstream
 from tests.support.servers import ServiceProcess, free_port, serve_in_thread, wait_until
 
 GPT_4O_MINI_COST = 0.0003369
+# MLflow's own exporter, as the module found it: a service run in this process earlier (its Tracer) may have replaced
+# it with a spool towards its own, since stopped, server (technoshare_common.trace_spool), and this test's caller
+# span must reach this test's server.
+MLFLOW_SPAN_PROCESSOR = mlflow_provider._get_mlflow_span_processor
 
 
 @pytest.fixture
@@ -47,7 +52,11 @@ def start_gateway_process(upstream_url: str, tmp_path: Path, tracking_uri: str, 
     return process
 
 
-def test_each_call_is_an_llm_span_in_the_callers_trace(upstream_url: str, tmp_path: Path, mlflow_server: str) -> None:
+def test_each_call_is_an_llm_span_in_the_callers_trace(
+    upstream_url: str, tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mlflow_provider, "_get_mlflow_span_processor", MLFLOW_SPAN_PROCESSOR)
+    mlflow.tracing.reset()
     gateway = start_gateway_process(upstream_url, tmp_path, mlflow_server)
     try:
         wait_until(lambda: "MLflow tracing on" in gateway.log_path.read_text(), timeout=60, what="gateway tracing")

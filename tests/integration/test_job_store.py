@@ -254,3 +254,31 @@ def test_a_job_past_its_claim_cap_is_never_claimed_and_ends_with_why(store: JobS
     assert view is not None and (view.state, view.outcome) == (JobState.done, Outcome.error)
     assert view.error == "claimed 2 times without an outcome (JOB_MAX_CLAIMS)"
     assert store.end_overclaimed(max_claims=2) == 0
+
+
+def test_replicas_starting_at_once_on_a_fresh_database_all_create_the_schema(database_url: str) -> None:
+    """The acks and the dispatcher Deployments start together: PostgreSQL's CREATE TABLE raced them into a unique
+    violation on its catalog, and one pod exited at start-up."""
+    stores = [JobStore(database_url) for _ in range(6)]
+    ready = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def start(store: JobStore) -> None:
+        ready.wait()
+        try:
+            store.create_schema()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert errors == []
+        stores[0].enqueue(_link(), "Ev1")
+        assert stores[-1].find_by_reply("C1", "none") is None
+    finally:
+        for store in stores:
+            store.engine.dispose()

@@ -1,9 +1,10 @@
 """SQLAlchemy engines for the stores: PostgreSQL in the cluster, a SQLite file on the embedded default."""
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, Table, create_engine, event, inspect, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -78,6 +79,20 @@ def make_engine(url: str, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS) -> Engi
         dbapi_connection.commit()
 
     return engine
+
+
+def create_tables(engine: Engine, metadata: MetaData, attempts: int = 5) -> None:
+    """metadata.create_all, safe when replicas start at once (the acks and the dispatcher Deployments do): the one
+    that loses the race to create a table (PostgreSQL: a unique violation in its catalog; SQLite: "already exists")
+    tries again and finds it made."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def add_missing_columns(engine: Engine, table: Table) -> None:

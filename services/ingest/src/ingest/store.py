@@ -38,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import QueuePool
 
 from ingest.slack_events import SharedLink
-from technoshare_common.db import DEFAULT_TIMEOUTS, DatabaseTimeouts, add_missing_columns, make_engine
+from technoshare_common.db import DEFAULT_TIMEOUTS, DatabaseTimeouts, add_missing_columns, create_tables, make_engine
 from technoshare_common.schemas import MAX_LINK_CHARS, ComposeResult, JobCheckpoints, JobState, JobView, Outcome
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ class JobStore:
         )
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        create_tables(self.engine, Base.metadata)
         add_missing_columns(self.engine, Job.__table__)  # type: ignore[arg-type]  # a declarative class's table
 
     def find_by_reply(self, channel_id: str, slack_message_ts: str) -> RepliedJob | None:

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from llm_gateway.errors import NO_RETRY_HEADERS, GatewayError
 from llm_gateway.metrics import LLM_BUDGET_REFUSALS, LLM_SPEND_TODAY, BoundedLabel
-from technoshare_common.db import DEFAULT_TIMEOUTS, DatabaseTimeouts, make_engine
+from technoshare_common.db import DEFAULT_TIMEOUTS, DatabaseTimeouts, create_tables, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class SpendLedger:
         self.sync_seconds = sync_seconds
         self._engine = make_engine(database_url, timeouts) if database_url else None
         if self._engine is not None:
-            metadata.create_all(self._engine)
+            create_tables(self._engine, metadata)
         self._persona_label = persona_label
         self._day = utc_day()
         self._synced: dict[str, float] = defaultdict(float)

@@ -12,7 +12,7 @@ from sqlalchemy import Float, String, Table, Text, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from technoshare_common.db import DEFAULT_TIMEOUTS, DatabaseTimeouts, add_missing_columns, make_engine
+from technoshare_common.db import DEFAULT_TIMEOUTS, DatabaseTimeouts, add_missing_columns, create_tables, make_engine
 
 
 class PostState(StrEnum):
@@ -62,7 +62,7 @@ class PostStore:
         self.engine = make_engine(database_url, timeouts)
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        create_tables(self.engine, Base.metadata)
         table: Table = SlackPost.__table__  # type: ignore[assignment]  # a declarative class's table is a Table
         add_missing_columns(self.engine, table)
 
