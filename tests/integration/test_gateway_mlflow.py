@@ -1,19 +1,19 @@
 """The gateway's calls in MLflow: an LLM span in the caller's trace, optional per-call runs, and no harm when down."""
 
 import datetime as dt
+import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import openai
 import pytest
 from mlflow import MlflowClient
-from mlflow.tracing import provider as mlflow_provider
-from mlflow.tracing.distributed import get_tracing_context_headers_for_http_request
 
 from llm_gateway.client import achat_with_tracking
 from llm_gateway.gateway import SPAN_NAME, Gateway
@@ -23,10 +23,6 @@ from tests.support.openai_upstream import OpenAIUpstream
 from tests.support.servers import ServiceProcess, free_port, serve_in_thread, wait_until
 
 GPT_4O_MINI_COST = 0.0003369
-# MLflow's own exporter, as the module found it: a service run in this process earlier (its Tracer) may have replaced
-# it with a spool towards its own, since stopped, server (technoshare_common.trace_spool), and this test's caller
-# span must reach this test's server.
-MLFLOW_SPAN_PROCESSOR = mlflow_provider._get_mlflow_span_processor
 
 
 @pytest.fixture
@@ -52,42 +48,53 @@ def start_gateway_process(upstream_url: str, tmp_path: Path, tracking_uri: str, 
     return process
 
 
-def test_each_call_is_an_llm_span_in_the_callers_trace(
-    upstream_url: str, tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(mlflow_provider, "_get_mlflow_span_processor", MLFLOW_SPAN_PROCESSOR)
-    mlflow.tracing.reset()
+# The caller's side runs in a process of its own: MLflow's tracing state (its export queue, tracking URI and span
+# processors) is global, and what earlier tests in this process left there (a queue of traces for a server that has
+# since stopped) once delayed this trace past any reasonable wait.
+CALLER = """
+import json, sys
+import mlflow, openai
+from mlflow.tracing.distributed import get_tracing_context_headers_for_http_request
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.set_experiment("technoshare_commentator")
+client = openai.OpenAI(base_url=sys.argv[2] + "/v1", api_key="t", max_retries=0)
+with mlflow.start_span("stage_a.run", span_type="LLM") as caller:
+    headers = get_tracing_context_headers_for_http_request()
+    client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={**headers, "X-Technoshare-Persona": "stage_a", "X-Technoshare-Stage": "stage_a",
+                       "X-Job-Id": "job-42", "X-Technoshare-Channel": "C123"},
+    )
+mlflow.flush_trace_async_logging()
+print(json.dumps({"trace_id": caller.trace_id, "span_id": caller.span_id}))
+"""
+
+
+def test_each_call_is_an_llm_span_in_the_callers_trace(upstream_url: str, tmp_path: Path, mlflow_server: str) -> None:
     gateway = start_gateway_process(upstream_url, tmp_path, mlflow_server)
     try:
         wait_until(lambda: "MLflow tracing on" in gateway.log_path.read_text(), timeout=60, what="gateway tracing")
-        mlflow.set_tracking_uri(mlflow_server)
-        mlflow.set_experiment("technoshare_commentator")
-        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="t", max_retries=0)
-        with mlflow.start_span("stage_a.run", span_type="LLM") as caller:
-            headers = get_tracing_context_headers_for_http_request()
-            client.chat.completions.create(
-                model="gpt-4o-mini",
-                messages=[{"role": "user", "content": "hi"}],
-                extra_headers={
-                    **headers,
-                    "X-Technoshare-Persona": "stage_a",
-                    "X-Technoshare-Stage": "stage_a",
-                    "X-Job-Id": "job-42",
-                    "X-Technoshare-Channel": "C123",
-                },
-            )
-        mlflow.flush_trace_async_logging()
+        called = subprocess.run(
+            [sys.executable, "-c", CALLER, mlflow_server, gateway.url], capture_output=True, text=True, timeout=120
+        )
+        assert called.returncode == 0, called.stderr
+        caller = json.loads(called.stdout.strip().splitlines()[-1])
+        client = MlflowClient(mlflow_server)
 
         def gateway_span() -> Any:
-            trace = mlflow.get_trace(caller.trace_id)
-            spans = [span for span in trace.data.spans if span.name == SPAN_NAME] if trace else []
+            try:
+                trace = client.get_trace(caller["trace_id"])
+            except Exception:
+                return None
+            spans = [span for span in trace.data.spans if span.name == SPAN_NAME]
             return (trace, spans[0]) if spans else None
 
-        trace, span = wait_until(gateway_span, timeout=30, interval=0.5, what="the gateway's span")
+        trace, span = wait_until(gateway_span, timeout=60, interval=0.5, what="the gateway's span")
     finally:
         gateway.stop()
     assert span.span_type == "LLM"
-    assert span.parent_id == caller.span_id
+    assert span.parent_id == caller["span_id"]
     assert span.attributes["mlflow.chat.tokenUsage"] == {
         "input_tokens": 2006,
         "output_tokens": 300,

@@ -172,10 +172,10 @@ def test_a_slack_event_is_answered_in_its_thread_and_lands_in_mlflow(rehearsal: 
         )
         artifacts = [a.path for a in client.list_artifacts(runs[0].info.run_id)] if runs else []
         seen[:] = [f"experiment={experiment is not None} runs={len(runs)} artifacts={artifacts}"]
-        return runs[0] if len(artifacts) == 6 else None
+        return runs[0] if len(artifacts) == 7 else None
 
     try:
-        run = wait_until(job_run, timeout=120, interval=1, what="the job's run with its 6 artifacts in MLflow")
+        run = wait_until(job_run, timeout=120, interval=1, what="the job's run with its 7 artifacts in MLflow")
     except AssertionError as timeout:
         raise AssertionError(f"{timeout}; last seen: {seen}") from None
     assert run.data.tags["outcome"] == "success"
@@ -188,7 +188,9 @@ def test_a_slack_event_is_answered_in_its_thread_and_lands_in_mlflow(rehearsal: 
     )
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=rehearsal.bucket).get("Contents", [])]
     stored = {key.rsplit("/", 1)[-1] for key in keys if f"/{run.info.run_id}/artifacts/" in key}
-    assert {"evidence.json", "slack_payload.json", "sources.txt"} <= stored and len(stored) == 6, keys
+    assert {"evidence.json", "slack_payload.json", "sources.txt", "slack_message.txt"} <= stored and len(stored) == 7, (
+        keys
+    )
 
     trace = wait_until(
         lambda: _complete_trace(client, run.data.tags["trace_id"]), timeout=120, interval=1, what="the whole trace"
