@@ -9,6 +9,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -269,12 +270,28 @@ class JobTracker:
                 return None
             return record
         if record["kind"] == "judgement":
-            self._judge_trace(client, record["trace_id"], record["model"], record["verdicts"])
+            self._scores_quietly(self._judge_trace, client, record["trace_id"], record["model"], record["verdicts"])
             return None
         client.set_trace_tags(record["trace_id"], record["tags"])
         if record.get("quality"):
-            self._score_trace(client, record["trace_id"], ReplyQuality.model_validate(record["quality"]))
+            quality = ReplyQuality.model_validate(record["quality"])
+            self._scores_quietly(self._score_trace, client, record["trace_id"], quality)
         return None
+
+    @staticmethod
+    def _scores_quietly(score: Callable[..., None], *args: Any) -> None:
+        """Scores are the trace's extras: MLflow refusing one (a 4xx) costs the scores, never the run and the
+        trace's link to it, which the spool would otherwise set aside with them. Unreachable, it waits as ever."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            score(*args)
+        except MlflowException as exc:
+            if exc.get_http_status_code() >= 500:
+                raise
+            log.warning(
+                "MLflow refused the trace's scores; the run and its link stand", extra={"error": str(exc)[:300]}
+            )
 
     @staticmethod
     def _judge_trace(client: Any, trace_id: str, model: str, verdicts: list[dict[str, str]]) -> None:
