@@ -8,6 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.e2e.test_job_in_mlflow import ARXIV
+from tests.support.mlflow_jobs import job_trace
 from tests.support.servers import wait_until
 from tests.support.stack import Stack
 
@@ -30,16 +31,10 @@ def test_a_posted_reply_is_scored_by_the_judge_on_its_trace(tmp_path: Path, mlfl
         client = MlflowClient(mlflow_server)
 
         def judged():  # type: ignore[no-untyped-def]
-            experiment = client.get_experiment_by_name("technoshare_commentator")
-            query = f"tags.job_id = '{job['id']}' and tags.outcome = 'success'"
-            runs = client.search_runs([experiment.experiment_id], query) if experiment else []
-            if not runs or "trace_id" not in runs[0].data.tags:
+            trace = job_trace(client, job["id"])
+            if trace is None:
                 return None
-            found = {
-                a.name: a
-                for a in client.get_trace(runs[0].data.tags["trace_id"]).info.assessments
-                if a.source.source_type == "LLM_JUDGE"
-            }
+            found = {a.name: a for a in trace.info.assessments if a.source.source_type == "LLM_JUDGE"}
             return found if {"judge_entailment", "judge_contradicted"} <= set(found) else None
 
         scores = wait_until(judged, timeout=90, interval=0.5, what="the judge's assessments")

@@ -13,6 +13,7 @@ from composer.prompts import PromptRegistry
 from evaluation.regressions import DATASET_NAME, load_regression_cases
 from tests.e2e.test_job_in_mlflow import ARXIV, reaction_event
 from tests.integration.test_evaluation import STAGE_B, register
+from tests.support.mlflow_jobs import job_trace
 from tests.support.mlflow_server import MlflowServer
 from tests.support.servers import ROOT, wait_until
 from tests.support.stack import Stack
@@ -69,18 +70,8 @@ def test_a_reply_voted_down_becomes_a_regression_case_and_the_last_vote_wins(tmp
 
             def votes() -> list[object] | None:
                 """The reply's votes on its trace, once the trace is linked to the job's run."""
-                experiment = client.get_experiment_by_name("technoshare_commentator")
-                runs = (
-                    client.search_runs(
-                        [experiment.experiment_id], f"tags.job_id = '{job['id']}' and tags.outcome = 'success'"
-                    )
-                    if experiment
-                    else []
-                )
-                if not runs or "trace_id" not in runs[0].data.tags:
-                    return None
-                trace = client.get_trace(runs[0].data.tags["trace_id"])
-                if "run_id" not in trace.info.tags:
+                trace = job_trace(client, job["id"])
+                if trace is None or "run_id" not in trace.info.tags:
                     return None
                 return [a.value for a in trace.info.assessments if a.name == "user_reaction"]
 
